@@ -1,0 +1,52 @@
+import { ConfigError } from './config.ts';
+import { UsageError } from './cli/command.ts';
+import { commands } from './cli/commands.ts';
+
+const BIN = 'clerk-invitation-mirror';
+
+function overview(): string {
+  const width = Math.max(...Object.keys(commands).map((n) => n.length));
+  const list = Object.entries(commands)
+    .map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)
+    .join('\n');
+  return `Usage: ${BIN} <command> [options]
+
+A local mirror of a Clerk instance's organization invitations.
+
+Commands:
+${list}
+
+Run \`${BIN} <command> --help\` for a command's options.`;
+}
+
+export async function main(argv: string[], env: Record<string, string | undefined>): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '-h' || name === '--help' || name === 'help') {
+    console.log(overview());
+    return name ? 0 : 2;
+  }
+  const command = commands[name];
+  if (!command) {
+    console.error(`${BIN}: unknown command "${name}"; run \`${BIN} --help\` for the list`);
+    return 2;
+  }
+  if (rest.includes('-h') || rest.includes('--help')) {
+    console.log(command.help);
+    return 0;
+  }
+  try {
+    return await command.run(rest, env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`${BIN} ${name}: ${err.message}`);
+      return 78; // EX_CONFIG
+    }
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`${BIN} ${name}: ${(err as Error).message}; see \`${BIN} ${name} --help\``);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2), process.env);

@@ -1,0 +1,7 @@
+import type { Command } from './command.ts';
+import { migrateCommand } from './migrate.ts';
+
+/** Every sub-command of the `clerk-invitation-mirror` binary, in the order `--help` lists them. */
+export const commands: Record<string, Command> = {
+  migrate: migrateCommand,
+};

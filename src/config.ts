@@ -1,0 +1,148 @@
+import { z } from 'zod';
+
+/**
+ * Thrown when the environment is missing or has a malformed value. `message` is one line
+ * naming the variable and what it expects, fit to print as the only line before exiting.
+ */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(
+    readonly variable: string,
+    readonly expected: string,
+  ) {
+    super(`${variable}: ${expected}`);
+  }
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const emptyAsUnset = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+const optional = <T extends z.ZodType>(schema: T) => z.preprocess(emptyAsUnset, schema.optional());
+const withDefault = <T extends z.ZodType>(schema: T, fallback: z.input<T>) =>
+  z.preprocess(emptyAsUnset, schema.default(fallback as never));
+
+const port = (what: string) =>
+  z.coerce.number({ error: `expected ${what}` }).int({ error: `expected ${what}` }).min(0, `expected ${what}`).max(65535, `expected ${what}`);
+
+const positiveInt = (what: string) =>
+  z.coerce.number({ error: `expected ${what}` }).int({ error: `expected ${what}` }).positive({ error: `expected ${what}` });
+
+/**
+ * Every environment variable the service reads, with what it expects. The names are public
+ * contract (DESIGN.md); the README's configuration table is written from this schema.
+ */
+export const envSchema = z.object({
+  CLERK_SECRET_KEY: optional(
+    z.string().regex(/^sk_(live|test)_[A-Za-z0-9]+$/, 'expected a Clerk secret key starting with sk_live_ or sk_test_'),
+  ),
+  CLERK_WEBHOOK_SIGNING_SECRET: optional(
+    z
+      .string()
+      .regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, 'expected a Svix signing secret of the form whsec_<base64>')
+      .refine((s) => Buffer.from(s.slice('whsec_'.length), 'base64').length >= 16, {
+        message: 'expected a Svix signing secret of the form whsec_<base64> (at least 16 bytes)',
+      }),
+  ),
+  CLERK_API_URL: withDefault(
+    z.url({ protocol: /^https?$/, error: 'expected an http(s) URL such as https://api.clerk.com' }),
+    'https://api.clerk.com',
+  ),
+  REDIS_URL: optional(
+    z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL (leave unset to run a private redis-server)' }),
+  ),
+  MIRROR_DB_PATH: withDefault(z.string().min(1, 'expected a file path'), './data/mirror.db'),
+  PORT: withDefault(port('a TCP port number from 0 to 65535'), 8080),
+  HOST: withDefault(z.string().min(1, 'expected a host name or IP address to listen on'), '127.0.0.1'),
+  MIRROR_API_KEY: optional(z.string().min(24, 'expected a bearer token of at least 24 characters')),
+  LOG_LEVEL: withDefault(z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }), 'info'),
+  BAPI_RATE_LIMIT: optional(positiveInt('a whole number of BAPI requests per BAPI_RATE_WINDOW_MS')),
+  BAPI_RATE_WINDOW_MS: withDefault(positiveInt('a window length in milliseconds'), 10_000),
+  BAPI_TIMEOUT_MS: withDefault(positiveInt('a request timeout in milliseconds'), 10_000),
+});
+
+export type Env = z.infer<typeof envSchema>;
+export type EnvName = keyof Env;
+
+export interface Config {
+  readonly clerk: {
+    readonly secretKey: string | undefined;
+    readonly webhookSigningSecret: string | undefined;
+    readonly apiUrl: string;
+    /** Requests per window all workers of this instance may spend on BAPI. */
+    readonly rateLimit: { readonly max: number; readonly windowMs: number };
+    readonly timeoutMs: number;
+  };
+  readonly redisUrl: string | undefined;
+  readonly mirrorDbPath: string;
+  readonly http: { readonly port: number; readonly host: string };
+  readonly mirrorApiKey: string | undefined;
+  readonly logLevel: (typeof LOG_LEVELS)[number];
+}
+
+/** Clerk's published per-instance budgets (requests per 10 s); we spend 90% to leave room for other callers. */
+export function defaultRateLimit(secretKey: string | undefined): number {
+  const budget = secretKey?.startsWith('sk_live_') ? 1000 : 100;
+  return Math.floor(budget * 0.9);
+}
+
+/**
+ * Parses the environment once into a frozen Config. Pure: it reads only `env`.
+ * `require` names variables that must be set for the part being started.
+ *
+ * @throws ConfigError naming the first bad or missing variable.
+ */
+export function loadConfig(env: Record<string, string | undefined>, options: { require?: readonly EnvName[] } = {}): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const variable = String(issue.path[0] ?? 'environment');
+    const expected = issue.code === 'invalid_type' && env[variable] === undefined ? 'is required' : issue.message;
+    throw new ConfigError(variable, expected);
+  }
+  const e = parsed.data;
+  for (const name of options.require ?? []) {
+    if (e[name] === undefined) throw new ConfigError(name, `is required (${describe(name)})`);
+  }
+  return deepFreeze({
+    clerk: {
+      secretKey: e.CLERK_SECRET_KEY,
+      webhookSigningSecret: e.CLERK_WEBHOOK_SIGNING_SECRET,
+      apiUrl: e.CLERK_API_URL.replace(/\/+$/, ''),
+      rateLimit: { max: e.BAPI_RATE_LIMIT ?? defaultRateLimit(e.CLERK_SECRET_KEY), windowMs: e.BAPI_RATE_WINDOW_MS },
+      timeoutMs: e.BAPI_TIMEOUT_MS,
+    },
+    redisUrl: e.REDIS_URL,
+    mirrorDbPath: e.MIRROR_DB_PATH,
+    http: { port: e.PORT, host: e.HOST },
+    mirrorApiKey: e.MIRROR_API_KEY,
+    logLevel: e.LOG_LEVEL,
+  });
+}
+
+/** One-line descriptions, shared by error messages, `--help` and the README table. */
+export const envDescriptions: Record<EnvName, string> = {
+  CLERK_SECRET_KEY: 'Clerk secret key, sk_live_… or sk_test_…; used to call BAPI and accepted as a read API bearer',
+  CLERK_WEBHOOK_SIGNING_SECRET: "the webhook endpoint's Svix signing secret, whsec_…",
+  CLERK_API_URL: 'Backend API base URL (default https://api.clerk.com)',
+  REDIS_URL: 'redis:// URL of the queue; unset starts a private local redis-server',
+  MIRROR_DB_PATH: 'SQLite file of the mirror (default ./data/mirror.db)',
+  PORT: 'HTTP port (default 8080)',
+  HOST: 'HTTP listen address (default 127.0.0.1)',
+  MIRROR_API_KEY: 'bearer token for the read API (24+ characters); CLERK_SECRET_KEY is accepted too',
+  LOG_LEVEL: 'fatal, error, warn, info (default), debug, trace or silent',
+  BAPI_RATE_LIMIT: 'BAPI requests per window shared by all workers (default 90% of 1000 for sk_live_, of 100 for sk_test_)',
+  BAPI_RATE_WINDOW_MS: 'length of that window in ms (default 10000)',
+  BAPI_TIMEOUT_MS: 'timeout of one BAPI request in ms (default 10000)',
+};
+
+function describe(name: EnvName): string {
+  return envDescriptions[name];
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,24 @@
+import type { OrganizationInvitation } from '@clerk/backend';
+import { createMirror, type GetOrganizationInvitationParams, type Mirror } from './mirror/mirror.ts';
+
+export {
+  createMirror,
+  type CreateMirrorOptions,
+  type GetOrganizationInvitationListParams,
+  type GetOrganizationInvitationParams,
+  type Mirror,
+  type PaginatedInvitations,
+} from './mirror/mirror.ts';
+export { loadConfig, ConfigError, type Config } from './config.ts';
+export type { OrganizationInvitation } from '@clerk/backend';
+
+let shared: Mirror | undefined;
+
+/**
+ * Drop-in for `clerkClient.organizations.getOrganizationInvitation(params)`, answered from the
+ * mirror at `MIRROR_DB_PATH` (opened read-only on first call and kept open).
+ */
+export async function getOrganizationInvitation(params: GetOrganizationInvitationParams): Promise<OrganizationInvitation> {
+  shared ??= createMirror({ readonly: true });
+  return shared.getOrganizationInvitation(params);
+}

@@ -1,0 +1,104 @@
+import type { OrganizationInvitation } from '@clerk/backend';
+import type { InvitationStatus } from '../clerk/types.ts';
+import { notFoundBody, toClerkAPIResponseError } from '../clerk/errors.ts';
+import { toSdkInvitation } from './invitation.ts';
+import { InvalidListParamError, parseListParams } from './list-params.ts';
+import { MirrorReader } from './lookup.ts';
+import { isMigrated, migrateMirror } from './migrate.ts';
+import { openMirrorDb, type MirrorConnection } from './open.ts';
+
+export interface CreateMirrorOptions {
+  /**
+   * SQLite file of the mirror.
+   * @defaultValue `process.env.MIRROR_DB_PATH`, else `./data/mirror.db`
+   */
+  path?: string;
+  /**
+   * Open for reading only: what a service that only looks invitations up should do while the
+   * mirror's worker writes the same file. A writable open applies pending migrations.
+   * @defaultValue false
+   */
+  readonly?: boolean;
+}
+
+export interface GetOrganizationInvitationParams {
+  organizationId: string;
+  invitationId: string;
+}
+
+export interface GetOrganizationInvitationListParams {
+  organizationId: string;
+  status?: InvitationStatus[] | InvitationStatus;
+  limit?: number;
+  offset?: number;
+  orderBy?: string;
+}
+
+export interface PaginatedInvitations {
+  data: OrganizationInvitation[];
+  totalCount: number;
+}
+
+export interface Mirror {
+  /** Same answer as `clerkClient.organizations.getOrganizationInvitation(params)`, or the same 404 error. */
+  getOrganizationInvitation(params: GetOrganizationInvitationParams): Promise<OrganizationInvitation>;
+  /** Same answer as `clerkClient.organizations.getOrganizationInvitationList(params)`. */
+  getOrganizationInvitationList(params: GetOrganizationInvitationListParams): Promise<PaginatedInvitations>;
+  close(): void;
+}
+
+export const DEFAULT_MIRROR_DB_PATH = './data/mirror.db';
+
+/** Opens a mirror file for lookups. */
+export function createMirror(options: CreateMirrorOptions = {}): Mirror {
+  const path = options.path ?? (process.env.MIRROR_DB_PATH || DEFAULT_MIRROR_DB_PATH);
+  let conn: MirrorConnection;
+  try {
+    conn = openMirrorDb({ path, readonly: options.readonly ?? false });
+  } catch (err) {
+    throw new Error(`cannot open the mirror at ${path}: ${(err as Error).message} (run \`clerk-invitation-mirror migrate\` to create it)`, {
+      cause: err,
+    });
+  }
+  if (conn.readonly) {
+    if (!isMigrated(conn)) {
+      conn.sqlite.close();
+      throw new Error(`the mirror at ${path} has not been migrated: run \`clerk-invitation-mirror migrate\` or start the service`);
+    }
+  } else {
+    migrateMirror(conn);
+  }
+  return mirrorOver(conn, () => conn.sqlite.close());
+}
+
+/** The lookup surface over an already open connection (the service shares its own). */
+export function mirrorOver(conn: MirrorConnection, close: () => void = () => {}): Mirror {
+  const reader = new MirrorReader(conn);
+  return {
+    async getOrganizationInvitation({ organizationId, invitationId }) {
+      requireId(organizationId);
+      requireId(invitationId);
+      const raw = reader.findRaw(organizationId, invitationId);
+      if (raw === undefined) throw toClerkAPIResponseError(404, notFoundBody());
+      return toSdkInvitation(JSON.parse(raw));
+    },
+    async getOrganizationInvitationList(params) {
+      requireId(params.organizationId);
+      let query;
+      try {
+        query = parseListParams(params);
+      } catch (err) {
+        if (err instanceof InvalidListParamError) throw toClerkAPIResponseError(422, err.toClerkJSON());
+        throw err;
+      }
+      const { rows, totalCount } = reader.listRaw(query);
+      return { data: rows.map((raw) => toSdkInvitation(JSON.parse(raw))), totalCount };
+    },
+    close,
+  };
+}
+
+/** The SDK's own guard, with its exact message. */
+function requireId(id: string | undefined): void {
+  if (!id) throw new Error('A valid resource ID is required.');
+}
