@@ -13,6 +13,10 @@ export default tseslint.config(
     },
   },
   {
+    files: ['bin/**/*.js'],
+    languageOptions: { globals: { URL: 'readonly', process: 'readonly', console: 'readonly' } },
+  },
+  {
     files: ['src/cli.ts', 'src/cli/**', 'bench/**', 'bin/**', 'test/**', 'src/simulator/cli.ts'],
     rules: { 'no-console': 'off' },
   },

@@ -1,0 +1,26 @@
+// `npm run bench [-- name-prefix...]`: runs the benchmarks, prints a table and writes
+// bench/results/latest.json. Benchmarks measure; tests never assert timings.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { lookupBench } from './lookup.ts';
+import type { BenchResult, Benchmark } from './result.ts';
+
+const benchmarks: Benchmark[] = [lookupBench];
+
+const filters = process.argv.slice(2);
+const selected = benchmarks.filter((b) => filters.length === 0 || filters.some((f) => b.name.startsWith(f)));
+const results: BenchResult[] = [];
+for (const b of selected) {
+  process.stderr.write(`running ${b.name}…\n`);
+  results.push(...(await b.run()));
+}
+
+const dir = join(import.meta.dirname, 'results');
+mkdirSync(dir, { recursive: true });
+writeFileSync(join(dir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+
+console.log(`\n${new Date().toISOString()} · node ${process.version} · ${cpus().length}× ${cpus()[0]?.model ?? 'cpu'}\n`);
+console.table(
+  results.map((r) => ({ name: r.name, value: r.value, unit: r.unit, baseline: r.baseline, ratio: r.ratio, target: r.target ?? '', ...r.extra })),
+);

@@ -1,0 +1,83 @@
+import { execFile } from 'node:child_process';
+import { cpSync, readdirSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { commands } from '../src/cli/commands.ts';
+import { tempDir } from './helpers/fixtures.ts';
+
+const ROOT = join(import.meta.dirname, '..');
+const BIN = join(ROOT, 'bin/clerk-invitation-mirror.js');
+const tmp = tempDir();
+afterAll(tmp.cleanup);
+
+async function cli(args: string[], env: Record<string, string> = {}) {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], { cwd: tmp.path, env: { PATH: process.env.PATH!, ...env } });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('clerk-invitation-mirror binary', () => {
+  it('lists every command in --help', async () => {
+    const r = await cli(['--help']);
+    expect(r.code).toBe(0);
+    for (const name of Object.keys(commands)) expect(r.stdout).toContain(`  ${name}`);
+  });
+
+  it.each(Object.keys(commands))('%s --help prints its usage', async (name) => {
+    const r = await cli([name, '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^Usage: clerk-invitation-mirror ${name}`));
+  });
+
+  it('rejects an unknown command', async () => {
+    const r = await cli(['frobnicate']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/unknown command "frobnicate"/);
+  });
+
+  it('migrate creates the mirror, and is idempotent', async () => {
+    const db = join(tmp.path, 'sub/m.db');
+    const first = await cli(['migrate', '--db', db]);
+    expect(first).toMatchObject({ code: 0, stdout: `mirror at ${db}: 1 migration(s) applied, 1 in all\n` });
+    expect((await cli(['migrate'], { MIRROR_DB_PATH: db })).stdout).toMatch(/0 migration\(s\) applied/);
+  });
+
+  it('stops with one line naming a malformed variable', async () => {
+    const r = await cli(['migrate'], { MIRROR_DB_PATH: join(tmp.path, 'x.db'), LOG_LEVEL: 'chatty' });
+    expect(r.code).toBe(78);
+    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^clerk-invitation-mirror migrate: LOG_LEVEL: expected one of/)]);
+  });
+
+  it('a failed migration stops with a non-zero exit', async () => {
+    const db = join(tmp.path, 'broken.db');
+    const Database = (await import('better-sqlite3')).default;
+    const d = new Database(db);
+    d.exec('CREATE TABLE organization_invitations (x int)');
+    d.close();
+    const r = await cli(['migrate', '--db', db]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/already exists/);
+  });
+});
+
+describe('migrations', () => {
+  it('are in sync with the drizzle schema (drizzle-kit generates nothing new)', async () => {
+    const out = join(tmp.path, 'migrations-copy');
+    cpSync(join(ROOT, 'migrations'), out, { recursive: true });
+    const before = readdirSync(out).sort();
+    // drizzle-kit prefixes --out with './', so it must be relative.
+    const { stdout, stderr } = await promisify(execFile)(
+      join(ROOT, 'node_modules/.bin/drizzle-kit'),
+      ['generate', '--dialect', 'sqlite', '--schema', './src/mirror/schema.ts', '--out', relative(ROOT, out)],
+      { cwd: ROOT },
+    );
+    expect(stderr).toBe('');
+    expect(stdout).toMatch(/No schema changes/);
+    expect(readdirSync(out).sort()).toEqual(before);
+  });
+});

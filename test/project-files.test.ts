@@ -1,0 +1,46 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { envDescriptions, envSchema } from '../src/config.ts';
+
+const ROOT = join(import.meta.dirname, '..');
+const read = (f: string) => readFileSync(join(ROOT, f), 'utf8');
+const ENV_NAMES = Object.keys(envSchema.shape);
+
+describe('README', () => {
+  const readme = read('README.md');
+  it.each(ENV_NAMES)('documents %s in the configuration table with its description', (name) => {
+    expect(readme).toContain(`| \`${name}\` | ${envDescriptions[name as keyof typeof envDescriptions]} |`);
+  });
+
+  it('documents no variable the schema does not read', () => {
+    const table = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('## Commands'));
+    const documented = [...table.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]);
+    expect(documented.sort()).toEqual([...ENV_NAMES].sort());
+  });
+});
+
+describe('package.json', () => {
+  const pkg = JSON.parse(read('package.json'));
+  it('exposes the binary and the library', () => {
+    expect(pkg.bin).toEqual({ 'clerk-invitation-mirror': './bin/clerk-invitation-mirror.js' });
+    expect(pkg.exports['.'].default).toBe('./dist/index.js');
+    expect(pkg.scripts.test).toMatch(/typecheck.*lint.*vitest run/);
+  });
+
+  it('pins better-sqlite3 to 12 (13 crashes on Node 20)', () => {
+    expect(pkg.dependencies['better-sqlite3']).toMatch(/^\^?12\./);
+  });
+});
+
+describe('.ci/run', () => {
+  const ci = read('.ci/run');
+  it('installs redis-server when missing, then runs npm ci and the README test command', () => {
+    expect(ci).toMatch(/command -v redis-server/);
+    expect(ci).toMatch(/apt-get install -y[^\n]*redis-server/);
+    const readmeTest = /^npm test\b/m.exec(read('README.md'));
+    expect(readmeTest).not.toBeNull();
+    expect(ci.indexOf('npm ci')).toBeGreaterThan(-1);
+    expect(ci.indexOf('npm test')).toBeGreaterThan(ci.indexOf('npm ci'));
+  });
+});
