@@ -1,0 +1,84 @@
+import { Queue } from 'bullmq';
+import type { Redis } from '../redis/connection.ts';
+import { syncJobKey, syncJobSchema, type SyncJobData } from './job.ts';
+import { QUEUE_PREFIX, SYNC_JOB_NAME, SYNC_QUEUE } from './names.ts';
+
+export interface SyncQueueOptions {
+  connection: Redis;
+  /**
+   * Quiet period before a fetch: each event for an invitation whose job is still waiting
+   * restarts it, so a burst costs one fetch after it ends (plus one if a fetch was already
+   * running). Trades sync lag for Clerk budget (see BENCHMARKS.md).
+   * @defaultValue 200
+   */
+  coalesceMs?: number;
+  /**
+   * Attempts before a job lands in the failed set (429s do not count).
+   * @defaultValue 12
+   */
+  attempts?: number;
+  /**
+   * How long an enqueue may take before the caller treats Redis as unavailable.
+   * @defaultValue 3000
+   */
+  enqueueTimeoutMs?: number;
+}
+
+/** Thrown when a job could not be made durable in time; the receiver answers 503. */
+export class EnqueueError extends Error {
+  override name = 'EnqueueError';
+}
+
+/** The producer side of the invitation sync queue. */
+export class SyncQueue {
+  readonly queue: Queue<SyncJobData>;
+  private readonly coalesceMs: number;
+  private readonly attempts: number;
+  private readonly enqueueTimeoutMs: number;
+
+  constructor({ connection, coalesceMs = 200, attempts = 12, enqueueTimeoutMs = 3000 }: SyncQueueOptions) {
+    this.queue = new Queue<SyncJobData>(SYNC_QUEUE, { connection, prefix: QUEUE_PREFIX });
+    // Errors surface through `enqueue`; without a listener an 'error' event would crash the process.
+    this.queue.on('error', () => {});
+    this.coalesceMs = coalesceMs;
+    this.attempts = attempts;
+    this.enqueueTimeoutMs = enqueueTimeoutMs;
+  }
+
+  /**
+   * Durably records that `data`'s invitation must be re-fetched. Resolves once Redis has the
+   * job (or already had one waiting for that invitation); rejects with EnqueueError otherwise.
+   */
+  async enqueue(data: SyncJobData): Promise<void> {
+    const job = syncJobSchema.parse(data);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new EnqueueError(`Redis did not accept the job within ${this.enqueueTimeoutMs} ms`)), this.enqueueTimeoutMs);
+    });
+    try {
+      await Promise.race([
+        this.queue.add(SYNC_JOB_NAME, job, {
+          // keepLastIfActive: never two fetches of one invitation at once, and an event that
+          // arrives mid-fetch gets a fetch after it. replace: a waiting job is swapped for
+          // the newest event and its delay restarts (debounce).
+          deduplication: { id: syncJobKey(job), keepLastIfActive: true, replace: true },
+          delay: this.coalesceMs,
+          attempts: this.attempts,
+          backoff: { type: 'jittered' },
+          removeOnComplete: { age: 3600, count: 10_000 },
+          removeOnFail: false,
+        }),
+        timeout,
+      ]);
+    } catch (err) {
+      if (err instanceof EnqueueError) throw err;
+      throw new EnqueueError(`Redis refused the job: ${(err as Error).message}`, { cause: err });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close();
+  }
+}

@@ -1,0 +1,26 @@
+import { Redis, type RedisOptions } from 'ioredis';
+
+export type { Redis } from 'ioredis';
+
+export interface RedisConnectOptions {
+  /**
+   * Connections that only enqueue must fail fast when Redis is down (the receiver answers
+   * 503 and Svix retries) instead of buffering commands no one will wait for.
+   * @defaultValue false
+   */
+  failFast?: boolean;
+}
+
+/** An ioredis connection fit for BullMQ. */
+export function connectRedis(url: string, { failFast = false }: RedisConnectOptions = {}): Redis {
+  const options: RedisOptions = {
+    // BullMQ's blocking commands must not be cut off by a per-request retry limit.
+    maxRetriesPerRequest: failFast ? 1 : null,
+    enableOfflineQueue: !failFast,
+    // Keep reconnecting for as long as the process lives; back off to 2 s between tries.
+    retryStrategy: (times) => Math.min(100 * times, 2000),
+    connectionName: 'clerk-invitation-mirror',
+    lazyConnect: false,
+  };
+  return new Redis(url, options);
+}

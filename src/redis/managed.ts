@@ -1,0 +1,92 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+
+export interface ManagedRedisOptions {
+  /** Where AOF files live; the service puts it next to the mirror database. */
+  dir: string;
+  /** @defaultValue a free port on 127.0.0.1 */
+  port?: number;
+  /** @defaultValue 'redis-server' */
+  binary?: string;
+  /** @defaultValue 10000 */
+  startTimeoutMs?: number;
+}
+
+/** Raised when redis-server is not installed; the message says how to get it. */
+export class RedisNotInstalledError extends Error {
+  override name = 'RedisNotInstalledError';
+  constructor() {
+    super(
+      'REDIS_URL is unset and redis-server is not installed: install it (apt-get install -y redis-server, or brew install redis), run `docker compose up -d redis`, or set REDIS_URL to a running Redis',
+    );
+  }
+}
+
+/**
+ * A private redis-server started and stopped with the process, for when REDIS_URL is unset:
+ * loopback only, AOF on (a 2xx to Svix must survive a crash), and `noeviction` (BullMQ must
+ * never lose keys to memory pressure).
+ */
+export class ManagedRedis {
+  private child: ChildProcess | undefined;
+  url = '';
+
+  constructor(private readonly opts: ManagedRedisOptions) {}
+
+  async start(): Promise<string> {
+    const port = this.opts.port ?? (await freePort());
+    mkdirSync(this.opts.dir, { recursive: true });
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', this.opts.dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes'];
+    const child = spawn(this.opts.binary ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    let output = '';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`redis-server did not start within ${this.opts.startTimeoutMs ?? 10_000} ms: ${output.slice(-300)}`)), this.opts.startTimeoutMs ?? 10_000);
+      child.once('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        reject(err.code === 'ENOENT' ? new RedisNotInstalledError() : err);
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`redis-server exited with code ${code}: ${output.slice(-300)}`));
+      });
+      child.stdout!.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        if (output.includes('Ready to accept connections')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    });
+    child.removeAllListeners('exit');
+    this.url = `redis://127.0.0.1:${port}`;
+    return this.url;
+  }
+
+  /** Stops redis-server (it flushes the AOF on SIGTERM). */
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      child.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      child.kill('SIGTERM');
+    });
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}

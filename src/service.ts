@@ -1,0 +1,149 @@
+import { dirname, join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { BapiClient } from './clerk/client.ts';
+import type { Config } from './config.ts';
+import { buildApp } from './http/app.ts';
+import type { ReadinessCheck } from './http/health.ts';
+import type { Logger } from './logger.ts';
+import { isMigrated, migrateMirror } from './mirror/migrate.ts';
+import { openMirrorDb, type MirrorConnection } from './mirror/open.ts';
+import { MirrorWriter } from './mirror/upsert.ts';
+import type { SyncJobData } from './queue/job.ts';
+import { SyncQueue } from './queue/sync-queue.ts';
+import { connectRedis, type Redis } from './redis/connection.ts';
+import { ManagedRedis } from './redis/managed.ts';
+import { PipelineStats } from './stats.ts';
+import { SyncWorker } from './worker/sync-worker.ts';
+
+export const ROLES = ['receiver', 'worker', 'api'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface ServiceOptions {
+  config: Config;
+  log: Logger;
+  /** @defaultValue every role */
+  roles?: readonly Role[];
+  /** Passed to SyncQueue: events for one invitation within this window share a fetch. */
+  coalesceMs?: number;
+  /** Worker concurrency. */
+  concurrency?: number;
+  /**
+   * How long shutdown waits for active jobs before abandoning them to stall recovery.
+   * @defaultValue 10000
+   */
+  shutdownTimeoutMs?: number;
+}
+
+export interface Service {
+  app: FastifyInstance;
+  /** Where it listens, e.g. http://127.0.0.1:8080 */
+  url: string;
+  stats: PipelineStats;
+  redisUrl: string | undefined;
+  mirror: MirrorConnection | undefined;
+  /** Stops accepting webhooks, lets active jobs finish (bounded), closes everything. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Wires and starts the roles asked for; every resource opened is closed by `stop`, also on a failed start. */
+export async function startService({ config, log, roles = ROLES, coalesceMs, concurrency, shutdownTimeoutMs = 10_000 }: ServiceOptions): Promise<Service> {
+  const has = (r: Role) => roles.includes(r);
+  const stats = new PipelineStats();
+  const closers: (() => Promise<void> | void)[] = [];
+  const stopAll = async () => {
+    for (const close of closers.splice(0).reverse()) {
+      try {
+        await close();
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'error while shutting down');
+      }
+    }
+  };
+
+  try {
+    let mirror: MirrorConnection | undefined;
+    if (has('worker') || has('api')) {
+      mirror = openMirrorDb({ path: config.mirrorDbPath, readonly: !has('worker') });
+      closers.push(() => {
+        mirror!.sqlite.close();
+      });
+      if (has('worker')) {
+        const { applied } = migrateMirror(mirror);
+        if (applied) log.info({ applied }, 'mirror migrated');
+      }
+    }
+
+    let redisUrl = config.redisUrl;
+    const connections: Redis[] = [];
+    let enqueue: ((job: SyncJobData) => Promise<void>) | undefined;
+    if (has('receiver') || has('worker')) {
+      if (!redisUrl) {
+        const managed = new ManagedRedis({ dir: join(dirname(config.mirrorDbPath), 'redis') });
+        redisUrl = await managed.start();
+        closers.push(() => managed.stop());
+        log.info({ redisUrl }, 'started a private redis-server (set REDIS_URL to use your own)');
+      }
+      const connect = (failFast: boolean) => {
+        const c = connectRedis(redisUrl!, { failFast });
+        c.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
+        connections.push(c);
+        return c;
+      };
+      closers.push(() => Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect()))).then(() => {}));
+
+      const queue = new SyncQueue({ connection: connect(true), coalesceMs });
+      closers.push(() => queue.close());
+      if (has('receiver')) enqueue = (job) => queue.enqueue(job);
+
+      if (has('worker')) {
+        const worker = new SyncWorker({
+          connection: connect(false),
+          rateLimit: config.clerk.rateLimit,
+          concurrency,
+          bapi: new BapiClient({ apiUrl: config.clerk.apiUrl, secretKey: config.clerk.secretKey!, timeoutMs: config.clerk.timeoutMs }),
+          writer: new MirrorWriter(mirror!),
+          queue: new SyncQueue({ connection: connect(false) }).queue,
+          log,
+          stats,
+        });
+        worker.start();
+        closers.push(async () => {
+          let timer: NodeJS.Timeout | undefined;
+          const graceful = worker.close();
+          const bounded = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), shutdownTimeoutMs)));
+          if ((await Promise.race([graceful, bounded])) === 'timeout') {
+            log.warn('active jobs did not finish in time; they will be picked up again as stalled jobs');
+            await worker.close(true);
+          }
+          clearTimeout(timer);
+        });
+      }
+    }
+
+    const readiness: Record<string, ReadinessCheck> = {};
+    if (connections.length) {
+      readiness.redis = async () => ((await connections[0]!.ping()) === 'PONG' ? true : 'unexpected PING answer');
+    }
+    if (mirror) {
+      const m = mirror;
+      readiness.mirror = async () => (m.sqlite.open ? (isMigrated(m) ? true : 'migrations not applied') : 'database closed');
+    }
+
+    const app = await buildApp({
+      log,
+      stats,
+      readiness,
+      receiver: has('receiver') && enqueue ? { signingSecret: config.clerk.webhookSigningSecret!, enqueue } : undefined,
+    });
+    // Closed first on stop: no new webhooks while the rest winds down.
+    closers.push(() => app.close());
+    const url = await app.listen({ port: config.http.port, host: config.http.host });
+    log.info({ url, roles }, 'clerk-invitation-mirror started');
+
+    let stopping: Promise<void> | undefined;
+    return { app, url, stats, redisUrl, mirror, stop: () => (stopping ??= stopAll()) };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * In-process counters of the pipeline, read by the demo's summary and the metrics endpoint.
+ * Kept free of any metrics library so every part can record without knowing who reads.
+ */
+export class PipelineStats {
+  readonly webhooks = new Map<string, number>(); // `${outcome}:${type}` → count
+  readonly jobs = { completed: 0, retried: 0, failed: 0, rateLimited: 0 };
+  readonly writes = { inserted: 0, updated: 0, unchanged: 0, stale: 0, tombstoned: 0 };
+  readonly bapi = new Map<string, number>(); // status or error kind → count
+  private lags: number[] = [];
+  private readonly maxLagSamples: number;
+
+  constructor({ maxLagSamples = 100_000 } = {}) {
+    this.maxLagSamples = maxLagSamples;
+  }
+
+  webhook(outcome: string, type: string): void {
+    const key = `${outcome}:${type}`;
+    this.webhooks.set(key, (this.webhooks.get(key) ?? 0) + 1);
+  }
+
+  webhooksWith(outcome: string): number {
+    let n = 0;
+    for (const [k, v] of this.webhooks) if (k.startsWith(`${outcome}:`)) n += v;
+    return n;
+  }
+
+  bapiCall(result: string): void {
+    this.bapi.set(result, (this.bapi.get(result) ?? 0) + 1);
+  }
+
+  bapiCalls(): number {
+    let n = 0;
+    for (const v of this.bapi.values()) n += v;
+    return n;
+  }
+
+  lag(ms: number): void {
+    if (this.lags.length >= this.maxLagSamples) this.lags = this.lags.slice(this.maxLagSamples / 2);
+    this.lags.push(ms);
+  }
+
+  lagPercentile(p: number): number | undefined {
+    if (this.lags.length === 0) return undefined;
+    const s = [...this.lags].sort((a, b) => a - b);
+    return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+  }
+}

@@ -1,0 +1,39 @@
+import { z } from 'zod';
+import { clerkId, type SyncJobData } from '../queue/job.ts';
+
+const invitationEventData = z.looseObject({
+  id: clerkId('orginv'),
+  organization_id: clerkId('org'),
+  updated_at: z.number().int().nonnegative().optional(),
+});
+
+/** Turns one verified Clerk event into the sync job it asks for. */
+export type EventHandler = (event: { type: string; data: unknown }, receivedAt: number) => SyncJobData;
+
+const invitationEvent: EventHandler = (event, receivedAt) => {
+  const parsed = invitationEventData.safeParse(event.data);
+  if (!parsed.success) {
+    throw new InvalidEventError(`${event.type} without a valid data.${String(parsed.error.issues[0]?.path[0] ?? 'id')}`);
+  }
+  return {
+    organizationId: parsed.data.organization_id,
+    invitationId: parsed.data.id,
+    eventUpdatedAt: parsed.data.updated_at,
+    receivedAt,
+    reason: event.type,
+  };
+};
+
+/**
+ * Event types the mirror acts on. Every other Clerk event type is acknowledged and counted,
+ * never refused: a refusal makes Svix retry it for days and then disable the endpoint.
+ */
+export const eventHandlers: Readonly<Record<string, EventHandler>> = Object.freeze({
+  'organizationInvitation.created': invitationEvent,
+  'organizationInvitation.accepted': invitationEvent,
+  'organizationInvitation.revoked': invitationEvent,
+});
+
+export class InvalidEventError extends Error {
+  override name = 'InvalidEventError';
+}

@@ -1,0 +1,55 @@
+import { UnrecoverableError, Worker } from 'bullmq';
+import type { SyncJobData } from '../queue/job.ts';
+import { QUEUE_PREFIX, SYNC_QUEUE } from '../queue/names.ts';
+import type { Redis } from '../redis/connection.ts';
+import { jitteredBackoff, type BackoffOptions } from './backoff.ts';
+import { createProcessor, type ProcessorDeps, type SyncResult } from './processor.ts';
+
+export interface SyncWorkerOptions extends ProcessorDeps {
+  /** A connection of its own: the worker blocks on it. */
+  connection: Redis;
+  /** BAPI requests per window for every worker of this Clerk instance together (BullMQ's limiter lives in Redis). */
+  rateLimit: { max: number; windowMs: number };
+  /**
+   * Jobs fetched at once by this process.
+   * @defaultValue 8
+   */
+  concurrency?: number;
+  backoff?: BackoffOptions;
+}
+
+/** The consumer side: a BullMQ worker running the sync processor under the global BAPI limit. */
+export class SyncWorker {
+  readonly worker: Worker<SyncJobData, SyncResult>;
+
+  constructor({ connection, rateLimit, concurrency = 8, backoff, ...deps }: SyncWorkerOptions) {
+    const strategy = jitteredBackoff(backoff);
+    this.worker = new Worker<SyncJobData, SyncResult>(SYNC_QUEUE, createProcessor(deps), {
+      connection,
+      prefix: QUEUE_PREFIX,
+      concurrency,
+      limiter: { max: rateLimit.max, duration: rateLimit.windowMs },
+      settings: { backoffStrategy: (attemptsMade) => strategy(attemptsMade) },
+      // A worker killed mid-job leaves it stalled; another worker picks it up after 30 s.
+      maxStalledCount: 5,
+      autorun: false,
+    });
+    this.worker.on('failed', (job, err) => {
+      const final = err instanceof UnrecoverableError || (job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1));
+      if (job && final) {
+        deps.stats.jobs.failed++;
+        deps.log.error({ jobId: job.id, attempts: job.attemptsMade, err: err.message }, 'sync job exhausted its attempts; see `clerk-invitation-mirror failed list`');
+      }
+    });
+    this.worker.on('error', (err) => deps.log.error({ err: err.message }, 'sync worker error'));
+  }
+
+  start(): void {
+    void this.worker.run();
+  }
+
+  /** Stops taking jobs and waits for active ones (bounded by the caller). */
+  async close(force = false): Promise<void> {
+    await this.worker.close(force);
+  }
+}

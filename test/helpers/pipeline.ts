@@ -1,0 +1,112 @@
+import { Writable } from 'node:stream';
+import { join } from 'node:path';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { Webhook } from 'svix';
+import { inject } from 'vitest';
+import { loadConfig } from '../../src/config.ts';
+import { createLogger } from '../../src/logger.ts';
+import { QUEUE_PREFIX, SYNC_QUEUE } from '../../src/queue/names.ts';
+import { startService, type Role, type Service } from '../../src/service.ts';
+import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/index.ts';
+
+export const SECRET_KEY = 'sk_test_pipelineTestKey0123456789';
+export const SIGNING_SECRET = `whsec_${Buffer.alloc(32, 11).toString('base64')}`;
+
+/** A Redis database of its own per test file, so parallel files never share a queue. */
+export async function isolatedRedisUrl(db: number): Promise<string> {
+  const url = `${inject('redisUrl')}/${db}`;
+  const r = new Redis(url);
+  await r.flushdb();
+  await r.quit();
+  return url;
+}
+
+export interface Harness {
+  sim: Simulator;
+  service: Service;
+  queue: Queue;
+  logs: () => string;
+  webhookUrl: string;
+  stop(): Promise<void>;
+}
+
+export async function startHarness(opts: {
+  redisDb: number;
+  dir: string;
+  sim?: Partial<SimulatorOptions>;
+  env?: Record<string, string>;
+  roles?: Role[];
+  coalesceMs?: number;
+}): Promise<Harness> {
+  const redisUrl = await isolatedRedisUrl(opts.redisDb);
+  const sim = await startSimulator({ secretKey: SECRET_KEY, signingSecret: SIGNING_SECRET, rateLimit: 0, ...opts.sim });
+  const lines: string[] = [];
+  const log = createLogger({
+    level: 'debug',
+    destination: new Writable({
+      write(chunk, _e, cb) {
+        lines.push(String(chunk));
+        cb();
+      },
+    }),
+  });
+  const config = loadConfig({
+    CLERK_SECRET_KEY: SECRET_KEY,
+    CLERK_WEBHOOK_SIGNING_SECRET: SIGNING_SECRET,
+    CLERK_API_URL: sim.url,
+    REDIS_URL: redisUrl,
+    MIRROR_DB_PATH: join(opts.dir, `mirror-${opts.redisDb}.db`),
+    PORT: '0',
+    BAPI_TIMEOUT_MS: '2000',
+    ...opts.env,
+  });
+  const service = await startService({ config, log, roles: opts.roles, coalesceMs: opts.coalesceMs ?? 50, shutdownTimeoutMs: 3000 });
+  const webhookUrl = `${service.url}/webhooks/clerk`;
+  sim.delivery.addEndpoint(webhookUrl);
+  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const queue = new Queue(SYNC_QUEUE, { connection, prefix: QUEUE_PREFIX });
+  return {
+    sim,
+    service,
+    queue,
+    webhookUrl,
+    logs: () => lines.join(''),
+    async stop() {
+      await service.stop();
+      await queue.close();
+      await connection.quit().catch(() => {});
+      await sim.close();
+    },
+  };
+}
+
+/** Waits until every webhook is delivered and the queue has nothing left to do. */
+export async function settle(h: Harness, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let quietRounds = 0;
+  while (Date.now() < deadline) {
+    await h.sim.delivery.idle();
+    const c = await h.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'paused', 'waiting-children');
+    const busy = Object.values(c).reduce((a, b) => a + b, 0);
+    quietRounds = busy === 0 ? quietRounds + 1 : 0;
+    if (quietRounds >= 3) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`pipeline did not settle within ${timeoutMs} ms: ${JSON.stringify(await h.queue.getJobCounts())}`);
+}
+
+/** Signs `payload` as Svix would for `secret`, `at` a given time. */
+export function signed(payload: unknown, { secret = SIGNING_SECRET, at = new Date(), id = `msg_${Math.random().toString(36).slice(2)}` } = {}) {
+  const body = typeof payload === 'string' ? payload : JSON.stringify(payload);
+  const signature = new Webhook(secret).sign(id, at, body);
+  return {
+    body,
+    headers: {
+      'content-type': 'application/json',
+      'svix-id': id,
+      'svix-timestamp': String(Math.floor(at.getTime() / 1000)),
+      'svix-signature': signature,
+    } as Record<string, string>,
+  };
+}
