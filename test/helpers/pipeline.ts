@@ -87,7 +87,7 @@ export async function settle(h: Harness, timeoutMs = 60_000): Promise<void> {
   let quietRounds = 0;
   while (Date.now() < deadline) {
     await h.sim.delivery.idle();
-    const c = await h.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'paused', 'waiting-children');
+    const c = await h.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
     const busy = Object.values(c).reduce((a, b) => a + b, 0);
     quietRounds = busy === 0 ? quietRounds + 1 : 0;
     if (quietRounds >= 3) return;

@@ -1,0 +1,40 @@
+import { invalidParamBody, notFoundBody, unauthorizedBody } from '../clerk/errors.ts';
+import type { ClerkErrorJSON } from '../clerk/types.ts';
+
+/**
+ * A refusal in Clerk's error JSON. Store operations and route handlers throw it; the server
+ * turns it into the answer, so the control API and BAPI routes refuse in the same shape.
+ */
+export class SimulatorError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: ClerkErrorJSON,
+  ) {
+    super(body.errors[0]?.long_message ?? body.errors[0]?.message ?? `HTTP ${status}`);
+  }
+}
+
+export const notFound = (): SimulatorError => new SimulatorError(404, notFoundBody());
+export const unauthorized = (): SimulatorError => new SimulatorError(401, unauthorizedBody());
+export const invalidParam = (name: string, longMessage: string): SimulatorError =>
+  new SimulatorError(422, invalidParamBody(name, longMessage));
+
+export function badRequest(code: string, message: string, longMessage: string): SimulatorError {
+  return new SimulatorError(400, { errors: [{ code, message, long_message: longMessage }] });
+}
+
+export function tooManyRequests(): ClerkErrorJSON {
+  return {
+    errors: [{ code: 'too_many_requests', message: 'Too many requests', long_message: 'Too many requests, please try again later.' }],
+  };
+}
+
+const SERVER_ERRORS: Record<number, ClerkErrorJSON['errors'][number]> = {
+  500: { code: 'internal_clerk_error', message: 'Oops, an unexpected error occurred', long_message: 'There was an internal error on our servers. We\'ve been notified and are working on fixing it.' },
+  502: { code: 'bad_gateway', message: 'Bad gateway', long_message: 'The server received an invalid response from an upstream server.' },
+  503: { code: 'service_unavailable', message: 'Service unavailable', long_message: 'The service is temporarily unavailable, please try again later.' },
+};
+
+export function serverErrorBody(status: number): ClerkErrorJSON {
+  return { errors: [SERVER_ERRORS[status] ?? SERVER_ERRORS[500]!] };
+}
