@@ -1,4 +1,5 @@
 import { ConfigError } from './config.ts';
+import { scrub } from './logger.ts';
 import { UsageError } from './cli/command.ts';
 import { commands } from './cli/commands.ts';
 
@@ -45,8 +46,16 @@ export async function main(argv: string[], env: Record<string, string | undefine
       console.error(`${BIN} ${name}: ${(err as Error).message}; see \`${BIN} ${name} --help\``);
       return 2;
     }
-    throw err;
+    // Operational failures (Redis missing, a failed migration, a port in use) are one line;
+    // LOG_LEVEL=debug or trace adds the stack for bug reports.
+    const e = err as Error;
+    console.error(`${BIN} ${name}: ${scrub(e.message.split('\n')[0] ?? String(e))}`);
+    if (env.LOG_LEVEL === 'debug' || env.LOG_LEVEL === 'trace') console.error(scrub(e.stack ?? ''));
+    return 1;
   }
 }
 
-process.exitCode = await main(process.argv.slice(2), process.env);
+const code = await main(process.argv.slice(2), process.env);
+process.exitCode = code;
+// A handle a library forgot to close must not keep a finished command alive.
+setTimeout(() => process.exit(code), 2000).unref();

@@ -1,4 +1,3 @@
-import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { BapiClient } from './clerk/client.ts';
 import type { Config } from './config.ts';
@@ -12,6 +11,7 @@ import type { SyncJobData } from './queue/job.ts';
 import { SyncQueue } from './queue/sync-queue.ts';
 import { connectRedis, type Redis } from './redis/connection.ts';
 import { ManagedRedis } from './redis/managed.ts';
+import { managedRedisDir } from './redis/resolve.ts';
 import { PipelineStats } from './stats.ts';
 import { SyncWorker } from './worker/sync-worker.ts';
 
@@ -78,7 +78,7 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
     let enqueue: ((job: SyncJobData) => Promise<void>) | undefined;
     if (has('receiver') || has('worker')) {
       if (!redisUrl) {
-        const managed = new ManagedRedis({ dir: join(dirname(config.mirrorDbPath), 'redis') });
+        const managed = new ManagedRedis({ dir: managedRedisDir(config) });
         redisUrl = await managed.start();
         closers.push(() => managed.stop());
         log.info({ redisUrl }, 'started a private redis-server (set REDIS_URL to use your own)');

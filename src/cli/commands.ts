@@ -1,9 +1,15 @@
 import type { Command } from './command.ts';
+import { demoCommand } from './demo.ts';
+import { failedCommand } from './failed.ts';
 import { migrateCommand } from './migrate.ts';
 import { simulatorCommand } from './simulator.ts';
+import { startCommand } from './start.ts';
 
 /** Every sub-command of the `clerk-invitation-mirror` binary, in the order `--help` lists them. */
 export const commands: Record<string, Command> = {
+  start: startCommand,
+  demo: demoCommand,
   migrate: migrateCommand,
+  failed: failedCommand,
   simulator: simulatorCommand,
 };

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../logger.ts';
 import type { SyncJobData } from '../queue/job.ts';
 import type { PipelineStats } from '../stats.ts';
@@ -18,7 +18,7 @@ export async function buildApp({ log, stats, receiver, readiness }: BuildAppOpti
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     // Per-request lines would dominate the log at webhook rates; failures are logged where they happen.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Answers carry no stack traces or internals.
     return503OnClosing: true,
   });

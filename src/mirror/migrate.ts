@@ -6,6 +6,16 @@ import type { MirrorConnection } from './open.ts';
 /** `migrations/` at the package root, from both `src/mirror/` and `dist/mirror/`. */
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../migrations', import.meta.url));
 
+/** A migration failed; its transaction was rolled back. The message is SQLite's, without the SQL text. */
+export class MigrationError extends Error {
+  constructor(cause: unknown) {
+    // drizzle wraps SQLite's error in "Failed to run the query '<whole statement>'"; the cause says why.
+    const root = (cause as { cause?: unknown }).cause ?? cause;
+    super(`migration failed: ${root instanceof Error ? root.message : String(root)}`, { cause });
+    this.name = 'MigrationError';
+  }
+}
+
 /**
  * Applies every migration not yet applied, in one transaction each. It throws on failure:
  * a mirror with a half-known schema must not start.
@@ -13,7 +23,11 @@ export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../migrations', impor
 export function migrateMirror(conn: MirrorConnection): { applied: number; total: number } {
   if (conn.readonly) throw new Error('cannot migrate a mirror opened read-only');
   const before = appliedCount(conn);
-  migrate(conn.db, { migrationsFolder: MIGRATIONS_FOLDER });
+  try {
+    migrate(conn.db, { migrationsFolder: MIGRATIONS_FOLDER });
+  } catch (err) {
+    throw new MigrationError(err);
+  }
   return { applied: appliedCount(conn) - before, total: expectedMigrations() };
 }
 

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { createServer } from 'node:net';
 
 export interface ManagedRedisOptions {
@@ -30,13 +32,29 @@ export class RedisNotInstalledError extends Error {
  */
 export class ManagedRedis {
   private child: ChildProcess | undefined;
+  private adopted: string | undefined;
   url = '';
 
   constructor(private readonly opts: ManagedRedisOptions) {}
 
+  /** The file where a running private redis-server leaves its URL, for `failed` and for adoption. */
+  get urlFile(): string {
+    return join(this.opts.dir, 'redis.url');
+  }
+
+  /**
+   * Starts redis-server, or adopts the one a previous run left behind on the same data
+   * directory (after a crash it outlives its parent; two servers on one AOF would corrupt it).
+   */
   async start(): Promise<string> {
-    const port = this.opts.port ?? (await freePort());
     mkdirSync(this.opts.dir, { recursive: true });
+    const running = await runningManagedRedis(this.opts.dir);
+    if (running) {
+      this.adopted = running;
+      this.url = running;
+      return running;
+    }
+    const port = this.opts.port ?? (await freePort());
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', this.opts.dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes'];
     const child = spawn(this.opts.binary ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
@@ -62,11 +80,19 @@ export class ManagedRedis {
     });
     child.removeAllListeners('exit');
     this.url = `redis://127.0.0.1:${port}`;
+    writeFileSync(this.urlFile, `${this.url}\n`);
     return this.url;
   }
 
   /** Stops redis-server (it flushes the AOF on SIGTERM). */
   async stop(): Promise<void> {
+    rmSync(this.urlFile, { force: true });
+    if (this.adopted) {
+      const r = new Redis(this.adopted, { lazyConnect: true, maxRetriesPerRequest: 0 });
+      await r.connect().then(() => r.shutdown()).catch(() => {});
+      r.disconnect();
+      return;
+    }
     const child = this.child;
     if (!child || child.exitCode !== null) return;
     await new Promise<void>((resolve) => {
@@ -89,4 +115,23 @@ export async function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+/** The URL of a private redis-server already serving `dir`, if one answers. */
+export async function runningManagedRedis(dir: string): Promise<string | undefined> {
+  let url: string;
+  try {
+    url = readFileSync(join(dir, 'redis.url'), 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000 });
+  try {
+    await r.connect();
+    return (await r.ping()) === 'PONG' ? url : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    r.disconnect();
+  }
 }

@@ -1,0 +1,85 @@
+import { parseArgs } from 'node:util';
+import { Queue } from 'bullmq';
+import { loadConfig } from '../config.ts';
+import { QUEUE_PREFIX, SYNC_QUEUE } from '../queue/names.ts';
+import { connectRedis } from '../redis/connection.ts';
+import { withServiceRedis } from '../redis/resolve.ts';
+import { UsageError, type Command } from './command.ts';
+
+export const failedCommand: Command = {
+  summary: 'list or retry sync jobs that exhausted their attempts',
+  help: `Usage: clerk-invitation-mirror failed list [--limit N] [--json]
+       clerk-invitation-mirror failed retry (--all | JOB_ID...)
+
+Jobs that failed for good (attempts exhausted, or refused as unrecoverable such as a
+wrong CLERK_SECRET_KEY) stay in BullMQ's failed set. \`list\` shows them, newest first;
+\`retry\` puts them back in the queue, where a running worker picks them up.
+
+Uses REDIS_URL; when unset, the private redis-server of the service (started next to
+MIRROR_DB_PATH), whether the service is running or not.
+
+Options:
+  --limit N   how many to list (default 50)
+  --json      one JSON object per line instead of a table
+  --all       retry every failed job
+  -h, --help  show this help`,
+  async run(argv, env) {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options: { limit: { type: 'string', default: '50' }, json: { type: 'boolean', default: false }, all: { type: 'boolean', default: false } },
+      allowPositionals: true,
+      strict: true,
+    });
+    const [action, ...ids] = positionals;
+    if (action !== 'list' && action !== 'retry') throw new UsageError('expected `list` or `retry`');
+    const limit = Number(values.limit);
+    if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a positive whole number');
+    if (action === 'retry' && !values.all && ids.length === 0) throw new UsageError('retry needs --all or at least one job id');
+    const config = loadConfig(env);
+
+    return withServiceRedis(config, async (url) => {
+      const connection = connectRedis(url);
+      const queue = new Queue(SYNC_QUEUE, { connection, prefix: QUEUE_PREFIX });
+      try {
+        return action === 'list' ? await list(queue, limit, values.json) : await retry(queue, values.all ? 'all' : ids);
+      } finally {
+        await queue.close();
+        await connection.quit().catch(() => connection.disconnect());
+      }
+    });
+  },
+};
+
+async function list(queue: Queue, limit: number, json: boolean): Promise<number> {
+  const total = await queue.getJobCountByTypes('failed');
+  const jobs = await queue.getFailed(0, limit - 1);
+  if (json) {
+    for (const j of jobs) {
+      console.log(JSON.stringify({ id: j.id, data: j.data, attemptsMade: j.attemptsMade, failedReason: j.failedReason, finishedOn: j.finishedOn }));
+    }
+    return 0;
+  }
+  console.log(`${total} failed job(s)${total > jobs.length ? `, showing ${jobs.length}` : ''}`);
+  for (const j of jobs) {
+    const when = j.finishedOn ? new Date(j.finishedOn).toISOString() : '-';
+    console.log(`${j.id}\t${when}\t${j.data.organizationId}/${j.data.invitationId}\tattempts=${j.attemptsMade}\t${j.failedReason}`);
+  }
+  return 0;
+}
+
+async function retry(queue: Queue, which: 'all' | string[]): Promise<number> {
+  const jobs = which === 'all' ? await queue.getFailed(0, -1) : await Promise.all(which.map((id) => queue.getJob(id)));
+  let retried = 0;
+  let missing = 0;
+  for (const [i, job] of jobs.entries()) {
+    if (!job || !(await job.isFailed())) {
+      console.error(`job ${which === 'all' ? job?.id : which[i]} is not in the failed set`);
+      missing++;
+      continue;
+    }
+    await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+    retried++;
+  }
+  console.log(`${retried} job(s) re-queued`);
+  return missing ? 1 : 0;
+}

@@ -1,0 +1,63 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { unauthorizedBody } from '../clerk/errors.ts';
+import { sendJson } from './json-reply.ts';
+
+/** What `readApiKeys` reads from the configuration (a `Config` fits). */
+export interface ApiKeySource {
+  mirrorApiKey?: string | undefined;
+  clerk: { secretKey?: string | undefined };
+}
+
+export const NO_CREDENTIAL_MESSAGE = 'the read API needs MIRROR_API_KEY or CLERK_SECRET_KEY: refusing to serve without a credential';
+
+/**
+ * The bearer tokens the read API accepts: `MIRROR_API_KEY` and `CLERK_SECRET_KEY`, whichever
+ * are set (the secret key so that an unchanged Clerk SDK pointed at the mirror is accepted).
+ *
+ * @throws Error when neither is set: the read API fails closed rather than serve without a credential.
+ */
+export function readApiKeys(config: ApiKeySource): string[] {
+  const keys = [config.mirrorApiKey, config.clerk.secretKey].filter((k): k is string => typeof k === 'string' && k.length > 0);
+  if (keys.length === 0) throw new Error(NO_CREDENTIAL_MESSAGE);
+  return [...new Set(keys)];
+}
+
+const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+// RFC 7235: the scheme is case-insensitive; one or more spaces, then the token (token68 has no spaces).
+const BEARER = /^bearer +([^\s]+) *$/i;
+
+/** The token of an `Authorization: Bearer <token>` header, or undefined for any other shape. */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (typeof header !== 'string') return undefined;
+  return BEARER.exec(header)?.[1];
+}
+
+export type BearerAuthHook = (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>;
+
+/**
+ * A Fastify `onRequest` (or `preHandler`) hook that lets a request through only with
+ * `Authorization: Bearer <one of keys>`, and otherwise answers 401 with Clerk's error JSON.
+ *
+ * Both sides are hashed with SHA-256 before `timingSafeEqual`, so neither the length of a key
+ * nor how many leading characters a guess gets right shows in the timing; every key is
+ * compared on every request, so which key matched does not show either.
+ *
+ * @throws Error when `keys` holds no non-empty key (fail closed).
+ */
+export function bearerAuth(keys: readonly string[]): BearerAuthHook {
+  const digests = keys.filter((k) => typeof k === 'string' && k.length > 0).map(digest);
+  if (digests.length === 0) throw new Error(NO_CREDENTIAL_MESSAGE);
+  return async function checkBearer(req, reply) {
+    const token = bearerToken(req.headers.authorization);
+    if (token !== undefined) {
+      const presented = digest(token);
+      let ok = false;
+      for (const d of digests) ok = timingSafeEqual(presented, d) || ok;
+      if (ok) return undefined;
+    }
+    reply.header('www-authenticate', 'Bearer');
+    return sendJson(reply, 401, unauthorizedBody());
+  };
+}

@@ -1,0 +1,257 @@
+import type { FastifyInstance } from 'fastify';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { PipelineStats } from '../stats.ts';
+import { bearerAuth } from './auth.ts';
+
+export interface CreateMetricsOptions {
+  /** The pipeline's counters; read at every scrape, never copied. */
+  stats: PipelineStats;
+  /** Jobs of the sync queue per state (BullMQ's `getJobCounts()`), read at scrape time. Omit when this process has no queue. */
+  queueCounts?: () => Promise<Record<string, number>>;
+  /** Mirror rows per status (see `mirrorRowCounts`), read at scrape time. Omit when this process has no mirror. */
+  mirrorCounts?: () => Record<string, number>;
+  /** When the last reconciliation succeeded (ms since the epoch), or undefined if never. */
+  lastReconcileAt?: () => number | undefined;
+  /**
+   * Also expose Node's process metrics (CPU, memory, event loop lag, GC), prefixed `clerk_mirror_`.
+   * @defaultValue true
+   */
+  defaultMetrics?: boolean;
+  /**
+   * How long a scrape waits for `queueCounts` before leaving queue depth out.
+   * @defaultValue 2000
+   */
+  collectTimeoutMs?: number;
+  /** @defaultValue Date.now */
+  now?: () => number;
+}
+
+/** The service's Prometheus metrics: counters read from PipelineStats at scrape time, plus histograms fed by the observe methods. */
+export interface MirrorMetrics {
+  readonly registry: Registry;
+  /** How long making a webhook's job durable in Redis took. */
+  observeEnqueue(ms: number): void;
+  /** How long one BAPI call took, by HTTP status or error kind. */
+  observeBapi(ms: number, status: string | number): void;
+  /** From the receiver accepting an event to the mirror holding the result. */
+  observeLag(ms: number): void;
+  /** Time the queue was paused because BAPI answered 429. */
+  observeRateLimitWait(ms: number): void;
+  /** The whole registry in Prometheus text format. */
+  render(): Promise<string>;
+}
+
+const PREFIX = 'clerk_mirror_';
+const seconds = (ms: number) => Math.max(0, ms) / 1000;
+
+/** Builds a fresh Registry (never the global one) so several services or tests in one process do not collide. */
+export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
+  const { stats, queueCounts, mirrorCounts, lastReconcileAt, defaultMetrics = true, collectTimeoutMs = 2000, now = Date.now } = opts;
+  const registry = new Registry();
+  const registers = [registry];
+  if (defaultMetrics) collectDefaultMetrics({ register: registry, prefix: PREFIX });
+
+  new Counter({
+    name: `${PREFIX}webhooks_total`,
+    help: 'Webhook deliveries by outcome (accepted, ignored, rejected, unavailable) and event type (the refusal reason for rejected ones).',
+    labelNames: ['outcome', 'type'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [key, n] of stats.webhooks) {
+        const at = key.indexOf(':');
+        this.inc({ outcome: key.slice(0, at), type: key.slice(at + 1) }, n);
+      }
+    },
+  });
+
+  new Counter({
+    name: `${PREFIX}webhook_signature_failures_total`,
+    help: 'Webhook deliveries refused because their Svix signature did not verify.',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(stats.webhooks.get('rejected:bad_signature') ?? 0);
+    },
+  });
+
+  const enqueue = new Histogram({
+    name: `${PREFIX}enqueue_duration_seconds`,
+    help: 'Time to make a webhook event durable in Redis before answering Svix.',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers,
+  });
+
+  new Counter({
+    name: `${PREFIX}jobs_total`,
+    help: 'Sync jobs by outcome: completed, failed (attempts exhausted or unrecoverable), retried, rate_limited (BAPI answered 429).',
+    labelNames: ['outcome'] as const,
+    registers,
+    collect() {
+      this.reset();
+      const j = stats.jobs;
+      this.inc({ outcome: 'completed' }, j.completed);
+      this.inc({ outcome: 'failed' }, j.failed);
+      this.inc({ outcome: 'retried' }, j.retried);
+      this.inc({ outcome: 'rate_limited' }, j.rateLimited);
+    },
+  });
+
+  new Counter({
+    name: `${PREFIX}mirror_writes_total`,
+    help: 'Writes to the mirror by outcome (inserted, updated, unchanged, stale, tombstoned).',
+    labelNames: ['outcome'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [outcome, n] of Object.entries(stats.writes)) this.inc({ outcome }, n);
+    },
+  });
+
+  new Counter({
+    name: `${PREFIX}bapi_requests_total`,
+    help: "Calls to Clerk's Backend API by HTTP status or error kind.",
+    labelNames: ['status'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [status, n] of stats.bapi) this.inc({ status }, n);
+    },
+  });
+
+  const bapi = new Histogram({
+    name: `${PREFIX}bapi_request_duration_seconds`,
+    help: "Duration of calls to Clerk's Backend API by HTTP status or error kind.",
+    labelNames: ['status'] as const,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers,
+  });
+
+  new Counter({
+    name: `${PREFIX}rate_limit_waits_total`,
+    help: 'Times the sync queue paused because BAPI answered 429.',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(stats.jobs.rateLimited);
+    },
+  });
+
+  const rateLimitWait = new Counter({
+    name: `${PREFIX}rate_limit_wait_seconds_total`,
+    help: 'Time the sync queue spent paused by BAPI 429 answers (Retry-After).',
+    registers,
+  });
+
+  const lag = new Histogram({
+    name: `${PREFIX}sync_lag_seconds`,
+    help: 'From the receiver accepting an event to the mirror holding the invitation.',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+    registers,
+  });
+
+  const collectErrors = new Counter({
+    name: `${PREFIX}metrics_collect_errors_total`,
+    help: 'Scrapes where a source could not be read (its gauge is left out of that scrape).',
+    labelNames: ['source'] as const,
+    registers,
+  });
+
+  if (queueCounts) {
+    new Gauge({
+      name: `${PREFIX}queue_jobs`,
+      help: 'Jobs in the sync queue by state, read at scrape time.',
+      labelNames: ['state'] as const,
+      registers,
+      async collect() {
+        this.reset();
+        let timer: NodeJS.Timeout | undefined;
+        try {
+          const timeout = new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error('timeout')), collectTimeoutMs);
+          });
+          const counts = await Promise.race([queueCounts(), timeout]);
+          for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+        } catch {
+          collectErrors.inc({ source: 'queue' });
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+    });
+  }
+
+  if (mirrorCounts) {
+    new Gauge({
+      name: `${PREFIX}invitations`,
+      help: 'Invitations held by the mirror by status (tombstoned: BAPI answered 404), read at scrape time.',
+      labelNames: ['status'] as const,
+      registers,
+      collect() {
+        this.reset();
+        try {
+          for (const [status, n] of Object.entries(mirrorCounts())) this.set({ status }, n);
+        } catch {
+          collectErrors.inc({ source: 'mirror' });
+        }
+      },
+    });
+  }
+
+  if (lastReconcileAt) {
+    new Gauge({
+      name: `${PREFIX}seconds_since_last_reconcile`,
+      help: 'Seconds since the last successful reconciliation; NaN when none has succeeded since start.',
+      registers,
+      collect() {
+        const at = lastReconcileAt();
+        this.set(at === undefined ? NaN : seconds(now() - at));
+      },
+    });
+  }
+
+  return {
+    registry,
+    observeEnqueue: (ms) => enqueue.observe(seconds(ms)),
+    observeBapi: (ms, status) => bapi.observe({ status: String(status) }, seconds(ms)),
+    observeLag: (ms) => lag.observe(seconds(ms)),
+    observeRateLimitWait: (ms) => rateLimitWait.inc(seconds(ms)),
+    render: () => registry.metrics(),
+  };
+}
+
+export interface MetricsRouteOptions {
+  metrics: MirrorMetrics;
+  /** When given, `/metrics` needs `Authorization: Bearer <one of keys>` (401 in Clerk's JSON otherwise). */
+  keys?: readonly string[];
+  /**
+   * Refuse (403) scrapes whose TCP peer is not a loopback address. The socket's own peer
+   * address is used, never `X-Forwarded-For`, so it cannot be spoofed; behind a reverse
+   * proxy on the same host every scrape looks local, so use `keys` there.
+   * @defaultValue true when `keys` is not given, else false (never open to the network by accident)
+   */
+  loopbackOnly?: boolean;
+}
+
+/** `GET /metrics` in Prometheus text format. */
+export async function metricsRoutes(app: FastifyInstance, { metrics, keys, loopbackOnly = keys === undefined }: MetricsRouteOptions): Promise<void> {
+  if (loopbackOnly) {
+    app.addHook('onRequest', async (req, reply) => {
+      if (isLoopback(req.socket.remoteAddress)) return undefined;
+      return reply.code(403).send({ error: 'forbidden', message: '/metrics answers loopback clients only' });
+    });
+  }
+  if (keys !== undefined) app.addHook('onRequest', bearerAuth(keys));
+  app.get('/metrics', async (_req, reply) => {
+    const text = await metrics.render();
+    return reply.header('content-type', metrics.registry.contentType).send(text);
+  });
+}
+
+/** 127.0.0.0/8, ::1, and IPv4 loopback mapped into IPv6. */
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  if (address === '::1') return true;
+  const v4 = address.toLowerCase().startsWith('::ffff:') ? address.slice(7) : address;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
