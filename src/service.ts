@@ -1,9 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import { BapiClient } from './clerk/client.ts';
-import type { Config } from './config.ts';
+import { ConfigError, type Config } from './config.ts';
 import { buildApp } from './http/app.ts';
+import { readApiKeys } from './http/auth.ts';
 import type { ReadinessCheck } from './http/health.ts';
+import { createMetrics } from './http/metrics.ts';
 import type { Logger } from './logger.ts';
+import { MirrorReader } from './mirror/lookup.ts';
 import { isMigrated, migrateMirror } from './mirror/migrate.ts';
 import { openMirrorDb, type MirrorConnection } from './mirror/open.ts';
 import { MirrorWriter } from './mirror/upsert.ts';
@@ -48,6 +51,8 @@ export interface Service {
 /** Wires and starts the roles asked for; every resource opened is closed by `stop`, also on a failed start. */
 export async function startService({ config, log, roles = ROLES, coalesceMs, concurrency, shutdownTimeoutMs = 10_000 }: ServiceOptions): Promise<Service> {
   const has = (r: Role) => roles.includes(r);
+  // Fail closed before opening anything: the read API never serves without a credential.
+  const apiKeys = has('api') ? requireApiKeys(config) : optionalApiKeys(config);
   const stats = new PipelineStats();
   const closers: (() => Promise<void> | void)[] = [];
   const stopAll = async () => {
@@ -76,7 +81,9 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
     let redisUrl = config.redisUrl;
     const connections: Redis[] = [];
     let enqueue: ((job: SyncJobData) => Promise<void>) | undefined;
-    if (has('receiver') || has('worker')) {
+    let queue: SyncQueue | undefined;
+    // An api-only process uses Redis (dashboard, queue depth) only when given one; it never starts its own.
+    if (has('receiver') || has('worker') || redisUrl) {
       if (!redisUrl) {
         const managed = new ManagedRedis({ dir: managedRedisDir(config) });
         redisUrl = await managed.start();
@@ -91,9 +98,10 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
       };
       closers.push(() => Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect()))).then(() => {}));
 
-      const queue = new SyncQueue({ connection: connect(true), coalesceMs });
-      closers.push(() => queue.close());
-      if (has('receiver')) enqueue = (job) => queue.enqueue(job);
+      const q = new SyncQueue({ connection: connect(true), coalesceMs });
+      queue = q;
+      closers.push(() => q.close());
+      if (has('receiver')) enqueue = (job) => q.enqueue(job);
 
       if (has('worker')) {
         const worker = new SyncWorker({
@@ -129,11 +137,20 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
       readiness.mirror = async () => (m.sqlite.open ? (isMigrated(m) ? true : 'migrations not applied') : 'database closed');
     }
 
+    const reader = mirror ? new MirrorReader(mirror) : undefined;
+    const metrics = createMetrics({
+      stats,
+      queueCounts: queue ? () => queue.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed') : undefined,
+      mirrorCounts: reader ? () => reader.statusCounts() : undefined,
+    });
     const app = await buildApp({
       log,
       stats,
       readiness,
       receiver: has('receiver') && enqueue ? { signingSecret: config.clerk.webhookSigningSecret!, enqueue } : undefined,
+      api: has('api') && reader ? { reader, keys: apiKeys! } : undefined,
+      metrics: { metrics, keys: apiKeys },
+      dashboard: queue && apiKeys ? { queues: [queue.queue], keys: apiKeys } : undefined,
     });
     // Closed first on stop: no new webhooks while the rest winds down.
     closers.push(() => app.close());
@@ -145,5 +162,21 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
   } catch (err) {
     await stopAll();
     throw err;
+  }
+}
+
+function requireApiKeys(config: Config): string[] {
+  try {
+    return readApiKeys(config);
+  } catch {
+    throw new ConfigError('MIRROR_API_KEY', 'the read API (role api) needs MIRROR_API_KEY or CLERK_SECRET_KEY and does not serve without a credential');
+  }
+}
+
+function optionalApiKeys(config: Config): string[] | undefined {
+  try {
+    return readApiKeys(config);
+  } catch {
+    return undefined;
   }
 }

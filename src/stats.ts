@@ -1,3 +1,11 @@
+/** Receives timings as they happen (the metrics module feeds its histograms from these). */
+export interface StatsObserver {
+  enqueue?(ms: number): void;
+  bapi?(ms: number, result: string): void;
+  lag?(ms: number): void;
+  rateLimitWait?(ms: number): void;
+}
+
 /**
  * In-process counters of the pipeline, read by the demo's summary and the metrics endpoint.
  * Kept free of any metrics library so every part can record without knowing who reads.
@@ -8,10 +16,29 @@ export class PipelineStats {
   readonly writes = { inserted: 0, updated: 0, unchanged: 0, stale: 0, tombstoned: 0 };
   readonly bapi = new Map<string, number>(); // status or error kind → count
   private lags: number[] = [];
+  private readonly observers: StatsObserver[] = [];
   private readonly maxLagSamples: number;
 
   constructor({ maxLagSamples = 100_000 } = {}) {
     this.maxLagSamples = maxLagSamples;
+  }
+
+  /** Adds an observer of timings; returns a function that removes it. */
+  observe(observer: StatsObserver): () => void {
+    this.observers.push(observer);
+    return () => {
+      const i = this.observers.indexOf(observer);
+      if (i >= 0) this.observers.splice(i, 1);
+    };
+  }
+
+  enqueued(ms: number): void {
+    for (const o of this.observers) o.enqueue?.(ms);
+  }
+
+  rateLimitWait(ms: number): void {
+    this.jobs.rateLimited++;
+    for (const o of this.observers) o.rateLimitWait?.(ms);
   }
 
   webhook(outcome: string, type: string): void {
@@ -25,8 +52,9 @@ export class PipelineStats {
     return n;
   }
 
-  bapiCall(result: string): void {
+  bapiCall(result: string, ms?: number): void {
     this.bapi.set(result, (this.bapi.get(result) ?? 0) + 1);
+    if (ms !== undefined) for (const o of this.observers) o.bapi?.(ms, result);
   }
 
   bapiCalls(): number {
@@ -38,6 +66,7 @@ export class PipelineStats {
   lag(ms: number): void {
     if (this.lags.length >= this.maxLagSamples) this.lags = this.lags.slice(this.maxLagSamples / 2);
     this.lags.push(ms);
+    for (const o of this.observers) o.lag?.(ms);
   }
 
   lagPercentile(p: number): number | undefined {

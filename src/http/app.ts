@@ -1,27 +1,38 @@
+import type { Queue } from 'bullmq';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../logger.ts';
+import type { MirrorReader } from '../mirror/lookup.ts';
 import type { SyncJobData } from '../queue/job.ts';
 import type { PipelineStats } from '../stats.ts';
 import { webhookRoutes } from '../webhooks/route.ts';
+import { dashboardRoutes } from './dashboard.ts';
 import { healthRoutes, type ReadinessCheck } from './health.ts';
+import { metricsRoutes, type MirrorMetrics } from './metrics.ts';
+import { readApiRoutes } from './read-api.ts';
 
 export interface BuildAppOptions {
   log: Logger;
   stats: PipelineStats;
+  readiness: Record<string, ReadinessCheck>;
   /** Present when this process receives webhooks. */
   receiver?: { signingSecret: string; enqueue: (job: SyncJobData) => Promise<void> };
-  readiness: Record<string, ReadinessCheck>;
+  /** Present when this process serves the read API (`/v1/...`); `keys` are the accepted bearer tokens. */
+  api?: { reader: MirrorReader; keys: readonly string[] };
+  /** `/metrics`: behind `keys` when given, else loopback peers only. */
+  metrics?: { metrics: MirrorMetrics; keys?: readonly string[] };
+  /** bull-board at `/admin/queues`, behind `keys` (Bearer, or Basic with the key as password). */
+  dashboard?: { queues: Queue[]; keys: readonly string[] };
 }
 
 /** Builds the HTTP app without listening; tests call `inject`, `start` calls `listen`. */
-export async function buildApp({ log, stats, receiver, readiness }: BuildAppOptions): Promise<FastifyInstance> {
+export async function buildApp({ log, stats, receiver, readiness, api, metrics, dashboard }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     // Per-request lines would dominate the log at webhook rates; failures are logged where they happen.
     logController: new LogController({ disableRequestLogging: true }),
-    // Answers carry no stack traces or internals.
     return503OnClosing: true,
   });
+  // Answers carry no stack traces or internals.
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
     if (status >= 500) log.error({ err }, 'request failed');
@@ -29,5 +40,8 @@ export async function buildApp({ log, stats, receiver, readiness }: BuildAppOpti
   });
   await app.register(healthRoutes, { checks: readiness });
   if (receiver) await app.register(webhookRoutes, { ...receiver, log, stats });
+  if (api) await app.register(readApiRoutes, api);
+  if (metrics) await app.register(metricsRoutes, metrics);
+  if (dashboard) await app.register(dashboardRoutes, dashboard);
   return app;
 }

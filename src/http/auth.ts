@@ -34,6 +34,25 @@ export function bearerToken(header: string | undefined): string | undefined {
   return BEARER.exec(header)?.[1];
 }
 
+/** The password of an `Authorization: Basic <base64(user:password)>` header (any user name), or undefined. */
+export function basicPassword(header: string | undefined): string | undefined {
+  if (typeof header !== 'string') return undefined;
+  const m = /^basic +([A-Za-z0-9+/=]+) *$/i.exec(header);
+  if (!m) return undefined;
+  const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon < 0 ? undefined : decoded.slice(colon + 1);
+}
+
+export interface BearerAuthOptions {
+  /**
+   * Also accept HTTP Basic auth with one of the keys as the password, and challenge with
+   * `WWW-Authenticate: Basic realm="<realm>"`, so a browser prompts for it (the dashboard).
+   * @defaultValue undefined (Bearer only)
+   */
+  basicRealm?: string;
+}
+
 export type BearerAuthHook = (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>;
 
 /**
@@ -46,18 +65,19 @@ export type BearerAuthHook = (req: FastifyRequest, reply: FastifyReply) => Promi
  *
  * @throws Error when `keys` holds no non-empty key (fail closed).
  */
-export function bearerAuth(keys: readonly string[]): BearerAuthHook {
+export function bearerAuth(keys: readonly string[], { basicRealm }: BearerAuthOptions = {}): BearerAuthHook {
   const digests = keys.filter((k) => typeof k === 'string' && k.length > 0).map(digest);
   if (digests.length === 0) throw new Error(NO_CREDENTIAL_MESSAGE);
   return async function checkBearer(req, reply) {
-    const token = bearerToken(req.headers.authorization);
+    const header = req.headers.authorization;
+    const token = bearerToken(header) ?? (basicRealm === undefined ? undefined : basicPassword(header));
     if (token !== undefined) {
       const presented = digest(token);
       let ok = false;
       for (const d of digests) ok = timingSafeEqual(presented, d) || ok;
       if (ok) return undefined;
     }
-    reply.header('www-authenticate', 'Bearer');
+    reply.header('www-authenticate', basicRealm === undefined ? 'Bearer' : `Basic realm="${basicRealm}", charset="UTF-8"`);
     return sendJson(reply, 401, unauthorizedBody());
   };
 }

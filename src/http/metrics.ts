@@ -26,17 +26,9 @@ export interface CreateMetricsOptions {
   now?: () => number;
 }
 
-/** The service's Prometheus metrics: counters read from PipelineStats at scrape time, plus histograms fed by the observe methods. */
+/** The service's Prometheus metrics: counters read from PipelineStats at scrape time, plus histograms fed by its timing observer. */
 export interface MirrorMetrics {
   readonly registry: Registry;
-  /** How long making a webhook's job durable in Redis took. */
-  observeEnqueue(ms: number): void;
-  /** How long one BAPI call took, by HTTP status or error kind. */
-  observeBapi(ms: number, status: string | number): void;
-  /** From the receiver accepting an event to the mirror holding the result. */
-  observeLag(ms: number): void;
-  /** Time the queue was paused because BAPI answered 429. */
-  observeRateLimitWait(ms: number): void;
   /** The whole registry in Prometheus text format. */
   render(): Promise<string>;
 }
@@ -210,12 +202,15 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
     });
   }
 
+  stats.observe({
+    enqueue: (ms) => enqueue.observe(seconds(ms)),
+    bapi: (ms, status) => bapi.observe({ status }, seconds(ms)),
+    lag: (ms) => lag.observe(seconds(ms)),
+    rateLimitWait: (ms) => rateLimitWait.inc(seconds(ms)),
+  });
+
   return {
     registry,
-    observeEnqueue: (ms) => enqueue.observe(seconds(ms)),
-    observeBapi: (ms, status) => bapi.observe({ status: String(status) }, seconds(ms)),
-    observeLag: (ms) => lag.observe(seconds(ms)),
-    observeRateLimitWait: (ms) => rateLimitWait.inc(seconds(ms)),
     render: () => registry.metrics(),
   };
 }

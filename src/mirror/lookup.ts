@@ -27,6 +27,14 @@ export class MirrorReader {
     return hit.raw;
   }
 
+  /** Rows by status, tombstones counted as `tombstoned` (for /metrics; a full scan of the status index). */
+  statusCounts(): Record<string, number> {
+    const rows = this.conn.sqlite
+      .prepare("SELECT CASE WHEN deleted_at IS NULL THEN status ELSE 'tombstoned' END AS status, count(*) AS n FROM organization_invitations GROUP BY 1")
+      .all() as { status: string; n: number }[];
+    return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+  }
+
   /** One page of live invitations of an organization, and how many match in all. */
   listRaw(q: ListQuery): { rows: string[]; totalCount: number } {
     const { page, count } = this.listStatements(q);

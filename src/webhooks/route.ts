@@ -65,8 +65,10 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookRouteOpti
       if (err instanceof InvalidEventError) return refuse(reply, 400, 'malformed_body', err.message);
       throw err;
     }
+    const enqueueStart = performance.now();
     try {
       await enqueue(job);
+      stats.enqueued(performance.now() - enqueueStart);
     } catch (err) {
       stats.webhook('unavailable', event.type);
       log.error({ err: (err as Error).message, invitationId: job.invitationId }, 'could not make the event durable; answered 503 so Svix retries');

@@ -36,7 +36,7 @@ export function createProcessor({ bapi, writer, queue, log, stats, now = Date.no
   const onFailure: Record<'rate_limited' | 'retryable' | 'fatal', FailureHandler> = {
     async rate_limited(err) {
       const waitMs = err instanceof BapiRateLimitedError ? err.retryAfterMs : 1000;
-      stats.jobs.rateLimited++;
+      stats.rateLimitWait(waitMs);
       log.warn({ waitMs }, 'BAPI answered 429: pausing the sync queue');
       await queue.rateLimit(waitMs);
       throw Worker.RateLimitError();
@@ -65,16 +65,17 @@ export function createProcessor({ bapi, writer, queue, log, stats, now = Date.no
     if (!parsed.success) throw new UnrecoverableError(`malformed job data: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
     const data = parsed.data;
     let result: SyncResult;
+    const calledAt = performance.now();
     try {
       const got = await bapi.getOrganizationInvitation(data.organizationId, data.invitationId);
-      stats.bapiCall('200');
+      stats.bapiCall('200', performance.now() - calledAt);
       result = {
         gone: false,
         outcome: writer.write({ kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: sourceOf(data) }),
       };
     } catch (err) {
       const kind = classifyError(err);
-      stats.bapiCall(String((err as BapiError).status ?? kind));
+      stats.bapiCall(String((err as BapiError).status ?? kind), performance.now() - calledAt);
       if (kind !== 'not_found') return onFailure[kind](err as BapiError, job);
       result = {
         gone: true,
