@@ -30,6 +30,8 @@ RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
 EXPOSE 8080
-# node is PID 1's child via the binary's own signal handling; exec form so SIGTERM reaches it.
+# Exec form: node is PID 1 and gets SIGTERM itself; the binary handles it (PID 1 has no default handlers).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["node", "bin/clerk-invitation-mirror.js"]
 CMD ["start"]

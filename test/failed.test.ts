@@ -1,0 +1,107 @@
+import { join } from 'node:path';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.ts';
+import { createLogger } from '../src/logger.ts';
+import { QUEUE_PREFIX, SYNC_QUEUE } from '../src/queue/names.ts';
+import { startService, type Service } from '../src/service.ts';
+import { startSimulator, type Simulator } from '../src/simulator/index.ts';
+import { killAllChildren, runCli } from './helpers/child.ts';
+import { tempDir } from './helpers/fixtures.ts';
+import { isolatedRedisUrl, SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
+
+const tmp = tempDir();
+let sim: Simulator;
+let redisUrl: string;
+let queue: Queue;
+let connection: Redis;
+
+beforeAll(async () => {
+  redisUrl = await isolatedRedisUrl(8);
+  sim = await startSimulator({ secretKey: SECRET_KEY, signingSecret: SIGNING_SECRET, rateLimit: 0 });
+  connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  queue = new Queue(SYNC_QUEUE, { connection, prefix: QUEUE_PREFIX });
+});
+afterAll(async () => {
+  killAllChildren();
+  await queue?.close();
+  await connection?.quit();
+  await sim?.close();
+  tmp.cleanup();
+});
+
+function serviceWith(secretKey: string): Promise<Service> {
+  const config = loadConfig({
+    CLERK_SECRET_KEY: secretKey,
+    CLERK_WEBHOOK_SIGNING_SECRET: SIGNING_SECRET,
+    CLERK_API_URL: sim.url,
+    REDIS_URL: redisUrl,
+    MIRROR_DB_PATH: join(tmp.path, 'mirror.db'),
+    PORT: '0',
+  });
+  return startService({ config, log: createLogger({ level: 'silent' }), coalesceMs: 0 });
+}
+
+async function waitUntil(check: () => Promise<boolean>, what: string) {
+  const deadline = Date.now() + 20_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('failed list / failed retry', () => {
+  it('shows jobs refused with a wrong secret key and re-queues them once the key is fixed', async () => {
+    const org = sim.store.createOrganization({ name: 'Failing' });
+    const wrong = await serviceWith('sk_test_thisKeyIsNotTheSimulators0000');
+    const ids: string[] = [];
+    try {
+      sim.delivery.addEndpoint(`${wrong.url}/webhooks/clerk`);
+      for (let i = 0; i < 3; i++) ids.push(sim.store.createInvitation(org.id, { emailAddress: `failing${i}@example.com` }).id);
+      // 401 is unrecoverable: no retries, straight to the failed set.
+      await waitUntil(async () => (await queue.getFailedCount()) === 3, 'three failed jobs');
+      expect(wrong.stats.jobs.retried).toBe(0);
+    } finally {
+      sim.delivery.removeEndpoint(`${wrong.url}/webhooks/clerk`);
+      await wrong.stop();
+    }
+
+    const env = { REDIS_URL: redisUrl };
+    const table = await runCli(['failed', 'list'], env);
+    expect(table.code).toBe(0);
+    expect(table.output).toMatch(/^3 failed job\(s\)$/m);
+    for (const id of ids) expect(table.output).toContain(`${org.id}/${id}`);
+    expect(table.output).not.toMatch(/@example\.com/);
+
+    const json = await runCli(['failed', 'list', '--json', '--limit', '2'], env);
+    const rows = json.output.trim().split('\n').map((l) => JSON.parse(l) as { id: string; data: { invitationId: string }; failedReason: string });
+    expect(rows).toHaveLength(2);
+    expect(rows[0]!.failedReason).toMatch(/401/);
+
+    // Retrying one unknown id reports it and exits 1, without touching the others.
+    const unknown = await runCli(['failed', 'retry', 'no-such-job'], env);
+    expect(unknown.code).toBe(1);
+    expect(unknown.output).toMatch(/job no-such-job is not in the failed set/);
+    expect(await queue.getFailedCount()).toBe(3);
+
+    const fixed = await serviceWith(SECRET_KEY);
+    try {
+      const one = await runCli(['failed', 'retry', rows[0]!.id], env);
+      expect(one).toMatchObject({ code: 0 });
+      expect(one.output).toMatch(/1 job\(s\) re-queued/);
+      const all = await runCli(['failed', 'retry', '--all'], env);
+      expect(all.output).toMatch(/2 job\(s\) re-queued/);
+      await waitUntil(async () => (await queue.getFailedCount()) === 0 && (await queue.getCompletedCount()) >= 3, 'the retried jobs');
+      const stored = fixed.mirror!.sqlite.prepare(`SELECT id FROM organization_invitations WHERE organization_id = ?`).pluck().all(org.id);
+      expect(new Set(stored)).toEqual(new Set(ids));
+    } finally {
+      await fixed.stop();
+    }
+  });
+
+  it('refuses a bare `retry` and an unknown action', async () => {
+    expect((await runCli(['failed', 'retry'], { REDIS_URL: redisUrl })).code).toBe(2);
+    expect((await runCli(['failed', 'purge'], { REDIS_URL: redisUrl })).code).toBe(2);
+  });
+});
