@@ -20,6 +20,16 @@ describe('README', () => {
   });
 });
 
+describe('README commands table', () => {
+  it('lists exactly the commands of the binary', async () => {
+    const { commands } = await import('../src/cli/commands.ts');
+    const readme = read('README.md');
+    const table = readme.slice(readme.indexOf('## Commands'), readme.indexOf('### Running it'));
+    const documented = [...table.matchAll(/^\| `([a-z]+)[ `]/gm)].map((m) => m[1]);
+    expect(documented.sort()).toEqual(Object.keys(commands).sort());
+  });
+});
+
 describe('package.json', () => {
   const pkg = JSON.parse(read('package.json'));
   it('exposes the binary and the library', () => {
