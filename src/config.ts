@@ -58,6 +58,8 @@ export const envSchema = z.object({
   BAPI_RATE_LIMIT: optional(positiveInt('a whole number of BAPI requests per BAPI_RATE_WINDOW_MS')),
   BAPI_RATE_WINDOW_MS: withDefault(positiveInt('a window length in milliseconds'), 10_000),
   BAPI_TIMEOUT_MS: withDefault(positiveInt('a request timeout in milliseconds'), 10_000),
+  RECONCILE_INTERVAL_MS: withDefault(positiveInt('an interval in milliseconds'), 3_600_000),
+  RECONCILE_MAX_AGE_MS: withDefault(positiveInt('an age in milliseconds'), 86_400_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -77,6 +79,12 @@ export interface Config {
   readonly http: { readonly port: number; readonly host: string };
   readonly mirrorApiKey: string | undefined;
   readonly logLevel: (typeof LOG_LEVELS)[number];
+  readonly reconcile: {
+    /** How often the scheduled reconciliation runs. */
+    readonly intervalMs: number;
+    /** Rows not confirmed by Clerk for longer than this are re-fetched. */
+    readonly maxAgeMs: number;
+  };
 }
 
 /** Clerk's published per-instance budgets (requests per 10 s); we spend 90% to leave room for other callers. */
@@ -116,6 +124,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: { r
     http: { port: e.PORT, host: e.HOST },
     mirrorApiKey: e.MIRROR_API_KEY,
     logLevel: e.LOG_LEVEL,
+    reconcile: { intervalMs: e.RECONCILE_INTERVAL_MS, maxAgeMs: e.RECONCILE_MAX_AGE_MS },
   });
 }
 
@@ -133,6 +142,8 @@ export const envDescriptions: Record<EnvName, string> = {
   BAPI_RATE_LIMIT: 'BAPI requests per window shared by all workers (default 90% of 1000 for sk_live_, of 100 for sk_test_)',
   BAPI_RATE_WINDOW_MS: 'length of that window in ms (default 10000)',
   BAPI_TIMEOUT_MS: 'timeout of one BAPI request in ms (default 10000)',
+  RECONCILE_INTERVAL_MS: 'how often the scheduled reconciliation runs, in ms (default 3600000, hourly)',
+  RECONCILE_MAX_AGE_MS: 'reconciliation re-fetches rows Clerk has not confirmed for this long, in ms (default 86400000)',
 };
 
 function describe(name: EnvName): string {

@@ -1,3 +1,4 @@
+import { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { BapiClient } from './clerk/client.ts';
 import { ConfigError, type Config } from './config.ts';
@@ -11,11 +12,14 @@ import { isMigrated, migrateMirror } from './mirror/migrate.ts';
 import { openMirrorDb, type MirrorConnection } from './mirror/open.ts';
 import { MirrorWriter } from './mirror/upsert.ts';
 import type { SyncJobData } from './queue/job.ts';
+import { QUEUE_PREFIX } from './queue/names.ts';
 import { SyncQueue } from './queue/sync-queue.ts';
 import { connectRedis, type Redis } from './redis/connection.ts';
 import { ManagedRedis } from './redis/managed.ts';
 import { managedRedisDir } from './redis/resolve.ts';
 import { PipelineStats } from './stats.ts';
+import { MAINTENANCE_QUEUE, startReconcileScheduler, type Maintenance } from './sync/jobs.ts';
+import { lastReconcileAtReader } from './sync/state.ts';
 import { SyncWorker } from './worker/sync-worker.ts';
 
 export const ROLES = ['receiver', 'worker', 'api'] as const;
@@ -30,6 +34,11 @@ export interface ServiceOptions {
   coalesceMs?: number;
   /** Worker concurrency. */
   concurrency?: number;
+  /**
+   * Run the scheduled reconciliation (and background backfills) in the worker role.
+   * @defaultValue true
+   */
+  reconcile?: boolean;
   /**
    * How long shutdown waits for active jobs before abandoning them to stall recovery.
    * @defaultValue 10000
@@ -49,7 +58,7 @@ export interface Service {
 }
 
 /** Wires and starts the roles asked for; every resource opened is closed by `stop`, also on a failed start. */
-export async function startService({ config, log, roles = ROLES, coalesceMs, concurrency, shutdownTimeoutMs = 10_000 }: ServiceOptions): Promise<Service> {
+export async function startService({ config, log, roles = ROLES, coalesceMs, concurrency, reconcile = true, shutdownTimeoutMs = 10_000 }: ServiceOptions): Promise<Service> {
   const has = (r: Role) => roles.includes(r);
   // Fail closed before opening anything: the read API never serves without a credential.
   const apiKeys = has('api') ? requireApiKeys(config) : optionalApiKeys(config);
@@ -82,6 +91,7 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
     const connections: Redis[] = [];
     let enqueue: ((job: SyncJobData) => Promise<void>) | undefined;
     let queue: SyncQueue | undefined;
+    let maintenance: Maintenance | undefined;
     // An api-only process uses Redis (dashboard, queue depth) only when given one; it never starts its own.
     if (has('receiver') || has('worker') || redisUrl) {
       if (!redisUrl) {
@@ -115,6 +125,12 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
           stats,
         });
         worker.start();
+        if (reconcile) {
+          const m = await startReconcileScheduler({ connection: connect(false), config, mirror: mirror!, log });
+          maintenance = m;
+          // Aborts a running backfill/reconciliation; its BullMQ retry resumes from the saved cursor.
+          closers.push(() => m.close());
+        }
         closers.push(async () => {
           let timer: NodeJS.Timeout | undefined;
           const graceful = worker.close();
@@ -138,10 +154,18 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
     }
 
     const reader = mirror ? new MirrorReader(mirror) : undefined;
+    // The dashboard shows the maintenance queue even where this process does not run it.
+    const maintenanceQueue = (m: Maintenance | undefined) => {
+      if (m) return m.queue;
+      const q = new Queue(MAINTENANCE_QUEUE, { connection: connections[0]!, prefix: QUEUE_PREFIX });
+      closers.push(() => q.close());
+      return q;
+    };
     const metrics = createMetrics({
       stats,
       queueCounts: queue ? () => queue.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed') : undefined,
       mirrorCounts: reader ? () => reader.statusCounts() : undefined,
+      lastReconcileAt: mirror ? lastReconcileAtReader(mirror) : undefined,
     });
     const app = await buildApp({
       log,
@@ -150,7 +174,7 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
       receiver: has('receiver') && enqueue ? { signingSecret: config.clerk.webhookSigningSecret!, enqueue } : undefined,
       api: has('api') && reader ? { reader, keys: apiKeys! } : undefined,
       metrics: { metrics, keys: apiKeys },
-      dashboard: queue && apiKeys ? { queues: [queue.queue], keys: apiKeys } : undefined,
+      dashboard: queue && apiKeys ? { queues: [queue.queue, maintenanceQueue(maintenance)], keys: apiKeys } : undefined,
     });
     // Closed first on stop: no new webhooks while the rest winds down.
     closers.push(() => app.close());

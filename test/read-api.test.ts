@@ -190,6 +190,7 @@ describe('operations endpoints', () => {
     }
     expect(value(/^clerk_mirror_queue_jobs\{state="failed"\} (\d+)$/m)).toBe(0);
     expect(text).toMatch(/^clerk_mirror_process_resident_memory_bytes \d+/m);
+    expect(text).toMatch(/^clerk_mirror_seconds_since_last_reconcile (nan|\d+(\.\d+)?(e[-+]\d+)?)$/im);
   });
 
   it('/metrics of a process without a credential answers loopback scrapes only', async () => {
@@ -222,6 +223,6 @@ describe('operations endpoints', () => {
     const api = await get('/admin/queues/api/queues');
     expect(api.status).toBe(200);
     const body = (await api.json()) as { queues: { name: string }[] };
-    expect(body.queues.map((q) => q.name)).toEqual(['invitation-sync']);
+    expect(body.queues.map((q) => q.name).sort()).toEqual(['invitation-maintenance', 'invitation-sync']);
   });
 });

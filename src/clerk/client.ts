@@ -116,8 +116,11 @@ export class BapiClient {
     return this.list(`/organizations/${organizationId}/invitations`, invitationQuery(p), invitationListSchema);
   }
 
-  async listOrganizations(p: { limit?: number; offset?: number }): Promise<ListResult<{ id: string; [k: string]: unknown }>> {
-    return this.list('/organizations', pageQuery(p), organizationListSchema);
+  /** `GET /v1/organizations`; `orderBy` is `created_at` or `name`, optionally prefixed by `+`/`-`. */
+  async listOrganizations(p: { limit?: number; offset?: number; orderBy?: string }): Promise<ListResult<{ id: string; [k: string]: unknown }>> {
+    const q = pageQuery(p);
+    if (p.orderBy !== undefined) q.set('order_by', p.orderBy);
+    return this.list('/organizations', q, organizationListSchema);
   }
 
   /** Requests made, and their outcomes by HTTP status (or `timeout` / `network`). */

@@ -1,7 +1,9 @@
+import { backfillCommand } from './backfill.ts';
 import type { Command } from './command.ts';
 import { demoCommand } from './demo.ts';
 import { failedCommand } from './failed.ts';
 import { migrateCommand } from './migrate.ts';
+import { reconcileCommand } from './reconcile.ts';
 import { simulatorCommand } from './simulator.ts';
 import { startCommand } from './start.ts';
 
@@ -10,6 +12,8 @@ export const commands: Record<string, Command> = {
   start: startCommand,
   demo: demoCommand,
   migrate: migrateCommand,
+  backfill: backfillCommand,
+  reconcile: reconcileCommand,
   failed: failedCommand,
   simulator: simulatorCommand,
 };

@@ -37,3 +37,16 @@ export const organizationInvitations = sqliteTable(
 );
 
 export type InvitationRow = typeof organizationInvitations.$inferSelect;
+
+/**
+ * Small named records of the sync jobs (backfill cursor, last reconciliation and its report),
+ * kept in the mirror's own file so they travel with the data they describe: a fresh mirror
+ * file has no cursor, and a page and the cursor past it commit in one transaction.
+ */
+export const syncState = sqliteTable('sync_state', {
+  key: text('key').primaryKey(),
+  /** JSON. */
+  value: text('value').notNull(),
+  /** When it was last written (ms, our clock). */
+  updatedAt: integer('updated_at').notNull(),
+});

@@ -58,10 +58,7 @@ export const bapiRoutes: RouteTable<BapiContext> = {
     const list = parseListParams(query, INVITATION_ORDER);
     const statuses = parseStatuses(query);
     const q = single(query, 'query')?.toLowerCase();
-    const items = store
-      .invitationsWithOrganization()
-      .filter((inv) => (!statuses || statuses.has(inv.status)) && (!q || inv.email_address.includes(q)));
-    return ok(paginate(items, list));
+    return ok(store.instancePage(list.orderBy as { field: string; direction: 1 | -1 }, (inv) => (!statuses || statuses.has(inv.status)) && (!q || inv.email_address.includes(q)), list.offset, list.limit, Boolean(statuses || q)));
   },
 
   'GET /v1/organizations': ({ store, query }) => {

@@ -55,6 +55,8 @@ export class SimulatorStore {
   private readonly invitations = new Map<string, SimInvitationJSON>();
   private readonly inviters = new Map<string, PublicInviterDataJSON>();
   private serial = 0;
+  /** Invitations sorted per order, rebuilt when the set of invitations changes (not their states). */
+  private sorted = new Map<string, SimInvitationJSON[]>();
   /** Earliest `expires_at` among pending invitations, so most reads skip the expiry sweep. */
   private nextExpiry = Infinity;
 
@@ -115,6 +117,7 @@ export class SimulatorStore {
           inv.updated_at = createdAt + 1 + Math.floor(r() * (now - createdAt - 1));
         }
         this.invitations.set(inv.id, inv);
+        this.sorted.clear();
         invitationIds.push(inv.id);
       }
     }
@@ -158,6 +161,7 @@ export class SimulatorStore {
   deleteOrganization(id: string): void {
     if (!this.orgs.delete(id)) throw notFound();
     for (const [invId, inv] of this.invitations) if (inv.organization_id === id) this.invitations.delete(invId);
+    this.sorted.clear();
   }
 
   createInvitation(organizationId: string, input: CreateInvitationInput): SimInvitationJSON {
@@ -166,6 +170,7 @@ export class SimulatorStore {
     if (!org) throw notFound();
     const inv = this.build(org, input, this.now());
     this.invitations.set(inv.id, inv);
+    this.sorted.clear();
     this.nextExpiry = Math.min(this.nextExpiry, inv.expires_at ?? Infinity);
     this.emit('organizationInvitation.created', inv);
     return this.view(inv);
@@ -227,6 +232,20 @@ export class SimulatorStore {
     this.sweep();
     // Filter before copying: a backfill lists every organization, and copying the whole instance each time is quadratic.
     return [...this.invitations.values()].filter((inv) => inv.organization_id === organizationId).map((inv) => this.view(inv));
+  }
+
+  /** One page of the instance-wide list: sorts references (cached), copies only the page. */
+  instancePage(order: { field: string; direction: 1 | -1 }, keep: (inv: SimInvitationJSON) => boolean, offset: number, limit: number, filtered: boolean) {
+    this.sweep();
+    const key = `${order.direction}${order.field}`;
+    let all = this.sorted.get(key);
+    if (!all) {
+      const cmp = (x: unknown, y: unknown) => (typeof x === 'number' && typeof y === 'number' ? x - y : String(x ?? '') < String(y ?? '') ? -1 : String(x ?? '') > String(y ?? '') ? 1 : 0);
+      all = [...this.invitations.values()].sort((a, b) => (cmp((a as unknown as Record<string, unknown>)[order.field], (b as unknown as Record<string, unknown>)[order.field]) || cmp(a.id, b.id)) * order.direction);
+      this.sorted.set(key, all);
+    }
+    const items = filtered ? all.filter(keep) : all;
+    return { data: items.slice(offset, offset + limit).map((inv) => this.withOrganization(inv)), total_count: items.length };
   }
 
   /** Every invitation with `public_organization_data`, as the instance-wide list and webhooks carry it. */

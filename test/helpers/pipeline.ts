@@ -38,6 +38,8 @@ export async function startHarness(opts: {
   env?: Record<string, string>;
   roles?: Role[];
   coalesceMs?: number;
+  /** Run the scheduled reconciliation (it starts with a full pass on a fresh mirror). @defaultValue false */
+  reconcile?: boolean;
 }): Promise<Harness> {
   const redisUrl = await isolatedRedisUrl(opts.redisDb);
   const sim = await startSimulator({ secretKey: SECRET_KEY, signingSecret: SIGNING_SECRET, rateLimit: 0, ...opts.sim });
@@ -61,7 +63,7 @@ export async function startHarness(opts: {
     BAPI_TIMEOUT_MS: '2000',
     ...opts.env,
   });
-  const service = await startService({ config, log, roles: opts.roles, coalesceMs: opts.coalesceMs ?? 50, shutdownTimeoutMs: 3000 });
+  const service = await startService({ config, log, roles: opts.roles, coalesceMs: opts.coalesceMs ?? 50, reconcile: opts.reconcile ?? false, shutdownTimeoutMs: 3000 });
   const webhookUrl = `${service.url}/webhooks/clerk`;
   sim.delivery.addEndpoint(webhookUrl);
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });

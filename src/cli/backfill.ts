@@ -1,0 +1,68 @@
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config.ts';
+import { createLogger } from '../logger.ts';
+import { formatBackfillSummary, runBackfill } from '../sync/backfill.ts';
+import { interruptSignal, withSyncContext } from '../sync/context.ts';
+import { logProgress, ttyProgress } from '../sync/progress.ts';
+import { withRunLock } from '../sync/run-lock.ts';
+import { UsageError, type Command } from './command.ts';
+
+export const backfillCommand: Command = {
+  summary: "copy every invitation from Clerk's lists into the mirror (resumable)",
+  help: `Usage: clerk-invitation-mirror backfill [--restart] [--concurrency N] [--page-size N] [--db PATH] [--json]
+
+Pages through GET /v1/organization_invitations (500 per page; organization by
+organization when that endpoint answers 404) and writes every invitation through the
+same rule as the worker: a row only moves to a newer updated_at. One transaction per
+page; the cursor is saved with it, so after Ctrl-C or a crash the next run resumes where
+it stopped. BAPI calls share the worker's rate limit (BAPI_RATE_LIMIT per
+BAPI_RATE_WINDOW_MS, across every process using this Redis), wait out 429s and retry
+transient failures.
+
+Shows a progress bar on a terminal, a log line every 5 s otherwise, and a summary.
+Exit codes: 0 done, 1 stopped on an error (cursor kept), 130 interrupted (cursor kept).
+
+Needs CLERK_SECRET_KEY; uses CLERK_API_URL, REDIS_URL (unset: the service's private
+redis-server) and MIRROR_DB_PATH.
+
+Options:
+  --restart        ignore a saved cursor and start from the first page
+  --concurrency N  requests in flight at once (default 4)
+  --page-size N    invitations per request, 1 to 500 (default 500)
+  --db PATH        SQLite file (default: MIRROR_DB_PATH)
+  --json           print the summary as JSON
+  -h, --help       show this help`,
+  async run(argv, env) {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        restart: { type: 'boolean', default: false },
+        concurrency: { type: 'string', default: '4' },
+        'page-size': { type: 'string', default: '500' },
+        db: { type: 'string' },
+        json: { type: 'boolean', default: false },
+      },
+      strict: true,
+    });
+    const concurrency = Number(values.concurrency);
+    const pageSize = Number(values['page-size']);
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError('--concurrency must be a whole number from 1 to 64');
+    if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 500) throw new UsageError('--page-size must be a whole number from 1 to 500');
+    const config = loadConfig(env, { require: ['CLERK_SECRET_KEY'] });
+    const log = createLogger({ level: config.logLevel === 'info' && process.stderr.isTTY ? 'warn' : config.logLevel, destination: process.stderr });
+    const tty = process.stderr.isTTY === true;
+    const progress = tty ? ttyProgress(process.stderr) : logProgress(log);
+    const interrupt = interruptSignal(() => process.stderr.write('\ninterrupted: finishing the pages in flight and saving the cursor (Ctrl-C again to quit now)\n'));
+    try {
+      const summary = await withSyncContext(config, values.db ?? config.mirrorDbPath, (ctx) =>
+        withRunLock(ctx.redis, 'backfill', () =>
+          runBackfill({ conn: ctx.conn, bapi: ctx.bapi, limiter: ctx.limiter, log, signal: interrupt.signal, pageSize, concurrency, restart: values.restart, progress }),
+        ),
+      );
+      console.log(values.json ? JSON.stringify(summary) : formatBackfillSummary(summary));
+      return summary.status === 'completed' ? 0 : summary.status === 'interrupted' ? 130 : 1;
+    } finally {
+      interrupt.dispose();
+    }
+  },
+};

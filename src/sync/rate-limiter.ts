@@ -1,0 +1,100 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { QueueKeys } from 'bullmq';
+import { QUEUE_PREFIX, SYNC_QUEUE } from '../queue/names.ts';
+import type { Redis } from '../redis/connection.ts';
+
+/**
+ * Takes one request from the budget the sync worker's BullMQ limiter spends, or says how
+ * long until one is free. Same fixed-window scheme as BullMQ's `prepareJobForProcessing` and
+ * `getRateLimitTTL` scripts, on the same key: INCR per request, PEXPIRE the window on the
+ * first, refuse while the count is at `max` and the key lives. `max`/`duration` in the
+ * queue's meta hash (Queue#setGlobalRateLimit) win over ours, as they do for the worker.
+ * A key left without a TTL (never by BullMQ, but by a manual SET) gets one so it cannot
+ * block forever.
+ *
+ * KEYS[1] limiter key, KEYS[2] meta key; ARGV[1] max, ARGV[2] window ms.
+ * Returns 0 when granted, else the ms to wait.
+ */
+const ACQUIRE = `
+local meta = redis.call('HMGET', KEYS[2], 'max', 'duration')
+local max = tonumber(meta[1] or ARGV[1])
+local duration = math.floor(math.abs(tonumber(meta[2] or ARGV[2])))
+local count = tonumber(redis.call('GET', KEYS[1]) or 0)
+if count >= max then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then return ttl end
+  if ttl == -1 then
+    redis.call('PEXPIRE', KEYS[1], duration)
+    return duration
+  end
+  count = 0
+end
+if redis.call('INCR', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], duration) end
+return 0
+`;
+
+/**
+ * Blocks the budget for `ms` (as Queue#rateLimit does: count = MAX_SAFE_INTEGER) unless a
+ * longer block is already in place, so two clients seeing 429s never shorten each other's.
+ */
+const BLOCK = `
+local ttl = redis.call('PTTL', KEYS[1])
+local count = tonumber(redis.call('GET', KEYS[1]) or 0)
+if count >= 9007199254740991 and ttl >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], '9007199254740991', 'PX', ARGV[1])
+return 1
+`;
+
+export interface SharedRateLimiterOptions {
+  /** Any connection to the queue's Redis (non-blocking commands only). */
+  connection: Redis;
+  /** The worker's limit (config.clerk.rateLimit). */
+  rateLimit: { max: number; windowMs: number };
+  /** Called with every wait, for stats. */
+  onWait?: (ms: number) => void;
+}
+
+/**
+ * The BAPI budget shared by the sync worker, backfill and reconciliation, in every process:
+ * BullMQ's own limiter key of the sync queue, spent one request at a time by the lists
+ * (Redis-side, atomic), and by the worker one job at a time. A 429 seen by anyone blocks it
+ * for everyone until `Retry-After`.
+ */
+export class SharedRateLimiter {
+  readonly limiterKey: string;
+  readonly metaKey: string;
+  private waitedMs = 0;
+  private waits = 0;
+
+  constructor(private readonly opts: SharedRateLimiterOptions) {
+    const keys = new QueueKeys(QUEUE_PREFIX).getKeys(SYNC_QUEUE);
+    this.limiterKey = keys.limiter!;
+    this.metaKey = keys.meta!;
+  }
+
+  /** Resolves once one request may be sent; rejects with the signal's reason when aborted. */
+  async acquire(signal?: AbortSignal): Promise<void> {
+    for (;;) {
+      signal?.throwIfAborted();
+      const wait = Number(
+        await this.opts.connection.eval(ACQUIRE, 2, this.limiterKey, this.metaKey, this.opts.rateLimit.max, this.opts.rateLimit.windowMs),
+      );
+      if (wait <= 0) return;
+      this.waits++;
+      this.waitedMs += wait;
+      this.opts.onWait?.(wait);
+      // A little past the window's end: the first request of the next window must not reach
+      // Clerk while Clerk's window (opened by our first request, a bit later) still runs.
+      await sleep(wait + 5, undefined, { signal });
+    }
+  }
+
+  /** After a 429: nobody on this Clerk instance sends anything for `ms`. */
+  async block(ms: number): Promise<void> {
+    await this.opts.connection.eval(BLOCK, 1, this.limiterKey, Math.max(1, Math.round(ms)));
+  }
+
+  stats(): { waits: number; waitedMs: number } {
+    return { waits: this.waits, waitedMs: this.waitedMs };
+  }
+}
