@@ -43,5 +43,8 @@ export function openMirrorDb({ path, readonly = false, busyTimeoutMs = 5000 }: O
   sqlite.pragma('cache_size = -65536'); // 64 MiB
   sqlite.pragma('mmap_size = 268435456'); // 256 MiB
   if (!readonly) sqlite.pragma('temp_store = MEMORY');
+  // Each checkpoint fsyncs; at the default 1000 pages they took half of a backfill's write
+  // time here. 10000 pages (~40 MiB of WAL) checkpoints a tenth as often.
+  if (!readonly) sqlite.pragma('wal_autocheckpoint = 10000');
   return { sqlite, db: drizzle(sqlite, { schema }), path, readonly };
 }
