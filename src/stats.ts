@@ -12,7 +12,7 @@ export interface StatsObserver {
  */
 export class PipelineStats {
   readonly webhooks = new Map<string, number>(); // `${outcome}:${type}` → count
-  readonly jobs = { completed: 0, retried: 0, failed: 0, rateLimited: 0 };
+  readonly jobs = { completed: 0, retried: 0, failed: 0, rateLimited: 0, skipped: 0 };
   readonly writes = { inserted: 0, updated: 0, unchanged: 0, stale: 0, tombstoned: 0 };
   readonly bapi = new Map<string, number>(); // status or error kind → count
   private lags: number[] = [];

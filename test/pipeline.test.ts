@@ -46,8 +46,12 @@ describe('sync pipeline', () => {
     const org = h.sim.store.createOrganization({ name: 'Burst' });
     const inv = h.sim.store.createInvitation(org.id, { emailAddress: 'burst@example.com' });
     await settle(h);
+    // A newer state whose own webhook is lost; the burst below all carries it.
+    h.sim.delivery.removeEndpoint(h.webhookUrl);
+    const accepted = h.sim.store.acceptInvitation(inv.id);
+    h.sim.delivery.addEndpoint(h.webhookUrl);
     h.sim.resetStats();
-    const event = { type: 'organizationInvitation.accepted', object: 'event', data: inv, timestamp: Date.now() };
+    const event = { type: 'organizationInvitation.accepted', object: 'event', data: accepted, timestamp: Date.now() };
     const answers = await Promise.all(
       Array.from({ length: 100 }, () => {
         const s = signed(event);
@@ -59,6 +63,29 @@ describe('sync pipeline', () => {
     const calls = h.sim.stats().getInvitationCalls[inv.id] ?? 0;
     expect(calls).toBeGreaterThanOrEqual(1);
     expect(calls).toBeLessThanOrEqual(2);
+    expectMirrorEqualsTruth();
+  });
+
+  it('a late event about a version the mirror already holds costs no BAPI call', async () => {
+    const org = h.sim.store.createOrganization({ name: 'Late' });
+    const inv = h.sim.store.createInvitation(org.id, { emailAddress: 'late@example.com' });
+    const created = { ...inv };
+    h.sim.store.acceptInvitation(inv.id);
+    await settle(h);
+    h.sim.resetStats();
+    const skippedBefore = h.service.stats.jobs.skipped;
+    // The `created` event again, long after the acceptance was synced (a Svix retry, say).
+    const s = signed({ type: 'organizationInvitation.created', object: 'event', data: created, timestamp: Date.now() });
+    expect((await fetch(h.webhookUrl, { method: 'POST', headers: s.headers, body: s.body })).status).toBe(200);
+    await settle(h);
+    expect(h.sim.stats().getInvitationCalls[inv.id] ?? 0).toBe(0);
+    expect(h.service.stats.jobs.skipped).toBe(skippedBefore + 1);
+    expectMirrorEqualsTruth();
+    // A newer state is still fetched.
+    const newer = signed({ type: 'organizationInvitation.accepted', object: 'event', data: { ...created, updated_at: h.sim.store.getInvitation(inv.id)!.updated_at + 1 }, timestamp: Date.now() });
+    await fetch(h.webhookUrl, { method: 'POST', headers: newer.headers, body: newer.body });
+    await settle(h);
+    expect(h.sim.stats().getInvitationCalls[inv.id]).toBe(1);
   });
 
   it('duplicated and reordered deliveries converge to BAPI', async () => {
@@ -82,7 +109,7 @@ describe('sync pipeline', () => {
     const lookup = mirrorOver(h.service.mirror!);
     expect((await lookup.getOrganizationInvitation({ organizationId: org.id, invitationId: inv.id })).id).toBe(inv.id);
     h.sim.store.deleteOrganization(org.id);
-    const s = signed({ type: 'organizationInvitation.revoked', object: 'event', data: { ...inv, status: 'revoked' } });
+    const s = signed({ type: 'organizationInvitation.revoked', object: 'event', data: { ...inv, status: 'revoked', updated_at: inv.updated_at + 1 } });
     expect((await fetch(h.webhookUrl, { method: 'POST', headers: s.headers, body: s.body })).status).toBe(200);
     await settle(h);
     const row = h.service.mirror!.sqlite.prepare('SELECT deleted_at FROM organization_invitations WHERE id = ?').get(inv.id) as { deleted_at: number | null };

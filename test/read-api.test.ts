@@ -114,6 +114,9 @@ describe('read API: hostile ids', () => {
     '/v1/organizations/org_x%00/invitations/orginv_1',
     '/v1/organizations/..%2F/invitations',
     `/v1/organizations/org_${'a'.repeat(90)}/invitations/orginv_1`,
+    `/v1/organizations/org_x/invitations/orginv_${'b'.repeat(5000)}`,
+    '/v1/organizations/org_x/invitations/%zz',
+    '/v1/organizations/org_x/invitations/%',
     '/v1/organizations/org_x/invitations/orginv_%F0%9F%92%A5',
   ])('%s answers 404 in Clerk JSON', async (path) => {
     const res = await get(path);
@@ -150,6 +153,9 @@ describe('read API: auth', () => {
 
   it('asks for a credential on unknown /v1 paths too, then answers 404', async () => {
     expect((await get('/v1/users', null)).status).toBe(401);
+    // Even for URLs the router itself refuses.
+    expect((await get('/v1/organizations/org_x/invitations/%zz', null)).status).toBe(401);
+    expect((await get(`/v1/organizations/org_x/invitations/orginv_${'c'.repeat(5000)}`, null)).status).toBe(401);
     expect((await get('/v1/users')).status).toBe(404);
   });
 

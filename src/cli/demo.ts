@@ -169,7 +169,7 @@ async function runDemo(o: DemoOptions): Promise<number> {
     say('Summary');
     say(`  webhooks delivered      ${simStats.delivery.delivered} (${simStats.delivery.duplicated} duplicated, ${st.webhooksWith('ignored')} of other Clerk event types acknowledged and ignored)`);
     say(`  invitation events       ${accepted} accepted, ${st.webhooksWith('rejected')} rejected, ${st.webhooksWith('unavailable')} answered 503`);
-    say(`  sync jobs               ${st.jobs.completed} completed, ${st.jobs.retried} retried, ${st.jobs.failed} failed`);
+    say(`  sync jobs               ${st.jobs.completed} completed (${st.jobs.skipped} without a BAPI call: the mirror already held that version), ${st.jobs.retried} retried, ${st.jobs.failed} failed`);
     say(`  BAPI calls              ${calls} (${accepted ? (calls / accepted).toFixed(2) : '-'} per invitation event, ${simStats.rateLimited} answered 429)`);
     say(`  sync lag                p50 ${fmt(st.lagPercentile(50))}, p99 ${fmt(st.lagPercentile(99))} (event accepted → row written; includes the 200 ms coalescing window)`);
     say(`  local lookups           ${Math.round(lookupsPerSecond).toLocaleString('en-US')} per second (getOrganizationInvitation, one process)`);

@@ -1,11 +1,14 @@
 import type { Queue } from 'bullmq';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from '../logger.ts';
 import type { MirrorReader } from '../mirror/lookup.ts';
 import type { SyncJobData } from '../queue/job.ts';
 import type { PipelineStats } from '../stats.ts';
 import { webhookRoutes } from '../webhooks/route.ts';
+import { notFoundBody } from '../clerk/errors.ts';
+import { bearerAuth } from './auth.ts';
 import { dashboardRoutes } from './dashboard.ts';
+import { sendJson } from './json-reply.ts';
 import { healthRoutes, type ReadinessCheck } from './health.ts';
 import { metricsRoutes, type MirrorMetrics } from './metrics.ts';
 import { readApiRoutes } from './read-api.ts';
@@ -26,7 +29,19 @@ export interface BuildAppOptions {
 
 /** Builds the HTTP app without listening; tests call `inject`, `start` calls `listen`. */
 export async function buildApp({ log, stats, receiver, readiness, api, metrics, dashboard }: BuildAppOptions): Promise<FastifyInstance> {
+  const v1Auth = api ? bearerAuth(api.keys) : undefined;
   const app = Fastify({
+    // Ids longer than this never match Clerk's shapes; the handler answers them 404 after auth.
+    routerOptions: { maxParamLength: 1024 },
+    // URLs the router refuses (bad percent-encoding, a longer parameter) get the same order of
+    // answers as any other: under /v1 the credential first, then Clerk's 404 JSON.
+    frameworkErrors: async (err, req, reply) => {
+      if (v1Auth && req.url.startsWith('/v1/')) {
+        if (await v1Auth(req, reply as FastifyReply)) return reply;
+        return sendJson(reply as FastifyReply, 404, notFoundBody());
+      }
+      return sendJson(reply as FastifyReply, err.statusCode ?? 400, { error: err.code, message: err.message });
+    },
     loggerInstance: log as FastifyBaseLogger,
     // Per-request lines would dominate the log at webhook rates; failures are logged where they happen.
     logController: new LogController({ disableRequestLogging: true }),

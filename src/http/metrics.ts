@@ -76,7 +76,7 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
 
   new Counter({
     name: `${PREFIX}jobs_total`,
-    help: 'Sync jobs by outcome: completed, failed (attempts exhausted or unrecoverable), retried, rate_limited (BAPI answered 429).',
+    help: 'Sync jobs by outcome: completed, failed (attempts exhausted or unrecoverable), retried, rate_limited (BAPI answered 429), skipped (completed without a BAPI call: the mirror already held that version).',
     labelNames: ['outcome'] as const,
     registers,
     collect() {
@@ -86,6 +86,7 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
       this.inc({ outcome: 'failed' }, j.failed);
       this.inc({ outcome: 'retried' }, j.retried);
       this.inc({ outcome: 'rate_limited' }, j.rateLimited);
+      this.inc({ outcome: 'skipped' }, j.skipped);
     },
   });
 

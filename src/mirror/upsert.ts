@@ -76,6 +76,12 @@ export class MirrorWriter {
     this.writeBatch = db.transaction((writes: readonly InvitationWrite[]) => writes.map((w) => this.applyOne(w)));
   }
 
+  /** The stored version of an invitation (live or tombstoned), without writing. */
+  storedVersion(id: string): { updatedAt: number; deleted: boolean } | undefined {
+    const v = this.selectVersion.get(id);
+    return v && { updatedAt: v.updated_at, deleted: v.deleted_at !== null };
+  }
+
   /** Writes one state; see the class rule. */
   write(write: InvitationWrite): UpsertOutcome {
     return this.writeMany([write])[0]!;

@@ -20,6 +20,8 @@ export interface ProcessorDeps {
 export interface SyncResult {
   outcome: UpsertOutcome;
   gone: boolean;
+  /** True when the mirror already held the event's version and BAPI was not called. */
+  skipped?: boolean;
 }
 
 type FailureHandler = (err: BapiError, job: Job<SyncJobData>) => Promise<never>;
@@ -64,6 +66,18 @@ export function createProcessor({ bapi, writer, queue, log, stats, now = Date.no
     const parsed = syncJobSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`malformed job data: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
     const data = parsed.data;
+    // A late or duplicated event about a state the mirror already holds (or has passed) needs
+    // no fetch: coalescing only merges events that wait together, this catches the rest.
+    if (data.eventUpdatedAt !== undefined) {
+      const stored = writer.storedVersion(data.invitationId);
+      if (stored && stored.updatedAt >= data.eventUpdatedAt) {
+        stats.writes.unchanged++;
+        stats.jobs.completed++;
+        stats.jobs.skipped++;
+        stats.lag(now() - data.receivedAt);
+        return { outcome: 'unchanged', gone: stored.deleted, skipped: true };
+      }
+    }
     let result: SyncResult;
     const calledAt = performance.now();
     try {

@@ -30,7 +30,10 @@ export class SyncWorker {
       concurrency,
       limiter: { max: rateLimit.max, duration: rateLimit.windowMs },
       settings: { backoffStrategy: (attemptsMade) => strategy(attemptsMade) },
-      // A worker killed mid-job leaves it stalled; another worker picks it up after 30 s.
+      // A worker killed mid-job leaves it stalled; with a 15 s lock (renewed every 7.5 s) and a
+      // check every 5 s another worker picks it up within about 20 s, not BullMQ's default 60.
+      lockDuration: 15_000,
+      stalledInterval: 5_000,
       maxStalledCount: 5,
       autorun: false,
     });

@@ -1,0 +1,205 @@
+// Real processes for the reliability scenarios: a redis-server of the scenario's own (so it
+// can be killed without touching the shared one from global-setup) and the service started
+// through its binary, exactly as an operator would, with its output captured.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export const ROOT = join(import.meta.dirname, '../../..');
+export const BIN = join(ROOT, 'bin/clerk-invitation-mirror.js');
+export const REDIS_SERVER = process.env.REDIS_SERVER ?? '/usr/bin/redis-server';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function waitForLine(proc: ChildProcess, pattern: string, timeoutMs: number, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`${what} did not print "${pattern}" within ${timeoutMs} ms:\n${seen.slice(-2000)}`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString();
+      if (seen.includes(pattern)) {
+        clearTimeout(timer);
+        proc.stdout!.off('data', onData);
+        resolve();
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (${code}) before it was ready:\n${seen.slice(-2000)}`));
+    });
+  });
+}
+
+function exited(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => proc.once('exit', () => resolve()));
+}
+
+export interface RedisProc {
+  url: string;
+  port: number;
+  dir: string;
+  pid(): number;
+  /** Kills the server (SIGKILL by default) and waits until it is gone. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts it again on the same port and directory (AOF replayed); resolves once it accepts connections. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A redis-server on a free port with AOF on and `appendfsync always`: the receiver's 2xx
+ * promises durability, and this makes "durable" mean on disk, not in the page cache.
+ */
+export async function startRedis(dir: string, { aof = true, fsync = 'always' }: { aof?: boolean; fsync?: 'always' | 'everysec' } = {}): Promise<RedisProc> {
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  let proc: ChildProcess | undefined;
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--maxmemory-policy', 'noeviction'];
+  if (aof) args.push('--appendonly', 'yes', '--appendfsync', fsync);
+  else args.push('--appendonly', 'no');
+  const r: RedisProc = {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    dir,
+    pid: () => proc?.pid ?? -1,
+    async start() {
+      for (let attempt = 0; ; attempt++) {
+        proc = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        proc.stderr!.resume();
+        try {
+          await waitForLine(proc, 'Ready to accept connections', 20_000, 'redis-server');
+          proc.stdout!.resume();
+          return;
+        } catch (err) {
+          // The port may still be held for a moment after a kill; try again briefly.
+          if (attempt >= 20) throw err;
+          await sleep(250);
+        }
+      }
+    },
+    async kill(signal = 'SIGKILL') {
+      if (!proc) return;
+      const p = proc;
+      p.kill(signal);
+      await exited(p);
+    },
+    async stop() {
+      await r.kill('SIGKILL');
+    },
+  };
+  await r.start();
+  return r;
+}
+
+export interface ServiceProc {
+  url: string;
+  port: number;
+  pid(): number;
+  /** Everything the process wrote to stdout and stderr, over all of its (re)starts. */
+  output(): string;
+  /** VmRSS of the live process in bytes, from /proc/<pid>/status. */
+  rss(): number;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts it again with the same environment and port. */
+  start(): Promise<void>;
+  /** SIGTERM, then SIGKILL after 15 s. */
+  stop(): Promise<void>;
+  exitCode(): number | null;
+  alive(): boolean;
+}
+
+export interface ServiceEnv {
+  CLERK_SECRET_KEY: string;
+  CLERK_WEBHOOK_SIGNING_SECRET: string;
+  CLERK_API_URL: string;
+  REDIS_URL: string;
+  MIRROR_DB_PATH: string;
+  MIRROR_API_KEY?: string;
+  LOG_LEVEL?: string;
+  BAPI_RATE_LIMIT?: string;
+  BAPI_RATE_WINDOW_MS?: string;
+  BAPI_TIMEOUT_MS?: string;
+}
+
+export function readRss(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** `node bin/clerk-invitation-mirror.js start [--role …]`, ready once GET /healthz answers 200. */
+export async function spawnService(env: ServiceEnv, { roles = [] as string[], port }: { roles?: string[]; port?: number } = {}): Promise<ServiceProc> {
+  const p = port ?? (await freePort());
+  const chunks: string[] = [];
+  let proc: ChildProcess | undefined;
+  const args = [BIN, 'start', ...roles.flatMap((r) => ['--role', r])];
+  const s: ServiceProc = {
+    url: `http://127.0.0.1:${p}`,
+    port: p,
+    pid: () => proc?.pid ?? -1,
+    output: () => chunks.join(''),
+    rss: () => readRss(proc!.pid!),
+    exitCode: () => proc?.exitCode ?? null,
+    alive: () => !!proc && proc.exitCode === null && proc.signalCode === null,
+    async start() {
+      const childEnv: Record<string, string> = {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: process.env.HOME ?? '/tmp',
+        NODE_ENV: 'production',
+        HOST: '127.0.0.1',
+        PORT: String(p),
+        LOG_LEVEL: 'info',
+        ...(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as Record<string, string>),
+      };
+      proc = spawn(process.execPath, args, { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+      proc.stdout!.on('data', (d: Buffer) => chunks.push(d.toString()));
+      proc.stderr!.on('data', (d: Buffer) => chunks.push(d.toString()));
+      const started = proc;
+      const deadline = Date.now() + 60_000;
+      while (Date.now() < deadline) {
+        if (started.exitCode !== null || started.signalCode !== null) {
+          throw new Error(`service exited (${started.exitCode ?? started.signalCode}) during start-up:\n${s.output().slice(-3000)}`);
+        }
+        try {
+          const res = await fetch(`${s.url}/healthz`, { signal: AbortSignal.timeout(1000) });
+          await res.arrayBuffer();
+          if (res.ok) return;
+        } catch {
+          // not listening yet
+        }
+        await sleep(100);
+      }
+      throw new Error(`service did not answer /healthz within 60 s:\n${s.output().slice(-3000)}`);
+    },
+    async kill(signal = 'SIGKILL') {
+      if (!proc) return;
+      const c = proc;
+      c.kill(signal);
+      await exited(c);
+    },
+    async stop() {
+      if (!proc || !s.alive()) return;
+      const c = proc;
+      c.kill('SIGTERM');
+      const timer = setTimeout(() => c.kill('SIGKILL'), 15_000);
+      await exited(c);
+      clearTimeout(timer);
+    },
+  };
+  await s.start();
+  return s;
+}

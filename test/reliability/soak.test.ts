@@ -1,0 +1,103 @@
+// Soak (npm run test:chaos only): 200,000 events through the whole pipeline (simulator ->
+// Svix-like delivery -> receiver -> Redis -> worker -> SQLite), the service's RSS sampled
+// every 10 s. After warm-up it must stay within 20% of the first post-warm-up sample, and the
+// mirror must equal the truth at the end. SOAK_EVENTS overrides the count (for trial runs).
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Simulator } from '../../src/simulator/index.ts';
+import { spawnService, startRedis, type RedisProc, type ServiceProc } from './helpers/procs.ts';
+import { CHAOS, busyJobs, credentials, duplicateRows, queueOf, recordResult, runLoad, scanLogs, scratchDir, startSim, waitConverged } from './helpers/scenario.ts';
+
+const EVENTS = Number(process.env.SOAK_EVENTS ?? 200_000);
+const RATE = Number(process.env.SOAK_RATE ?? 400);
+const SAMPLE_MS = 10_000;
+
+describe.skipIf(!CHAOS)('soak', () => {
+  const tmp = scratchDir('soak');
+  const creds = credentials();
+  let redis: RedisProc | undefined;
+  let sim: Simulator | undefined;
+  let service: ServiceProc | undefined;
+  let q: ReturnType<typeof queueOf> | undefined;
+
+  afterAll(async () => {
+    await q?.close();
+    await service?.stop();
+    await sim?.close();
+    await redis?.stop();
+    tmp.cleanup();
+  });
+
+  it(`${EVENTS} events: RSS within 20% after warm-up, mirror equals truth`, { timeout: 4 * 3600_000 }, async () => {
+    redis = await startRedis(join(tmp.path, 'redis'), { fsync: 'everysec' });
+    sim = await startSim(creds);
+    const dbPath = join(tmp.path, 'mirror.db');
+    service = await spawnService({
+      CLERK_SECRET_KEY: creds.secretKey,
+      CLERK_WEBHOOK_SIGNING_SECRET: creds.signingSecret,
+      CLERK_API_URL: sim.url,
+      REDIS_URL: redis.url,
+      MIRROR_DB_PATH: dbPath,
+      MIRROR_API_KEY: creds.apiKey,
+      LOG_LEVEL: 'info',
+      BAPI_RATE_LIMIT: '1000000',
+    });
+    q = queueOf(redis.url);
+    sim.delivery.addEndpoint(`${service.url}/webhooks/clerk`);
+
+    const samples: { atS: number; rssMiB: number; events: number }[] = [];
+    const started = Date.now();
+    let done = 0;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        samples.push({ atS: Math.round((Date.now() - started) / 1000), rssMiB: +(service!.rss() / 2 ** 20).toFixed(1), events: done });
+        await sleep(SAMPLE_MS);
+      }
+    })();
+    const load = await runLoad(sim, { events: EVENTS, ratePerSec: RATE, organizations: 200, onTick: (n) => void (done = n) });
+    const result = await waitConverged({ sim, queue: q.queue, dbPath, ids: load.touched, timeoutMs: 30 * 60_000 });
+    sampling = false;
+    await sampler;
+    samples.push({ atS: Math.round((Date.now() - started) / 1000), rssMiB: +(service.rss() / 2 ** 20).toFixed(1), events: done });
+
+    // Warm-up: the first fifth of the run (at least the first minute).
+    const warmS = Math.max(60, samples.at(-1)!.atS / 5);
+    const steady = samples.filter((s) => s.atS >= warmS);
+    const baseline = steady[0]?.rssMiB ?? samples.at(-1)!.rssMiB;
+    const maxMiB = Math.max(...steady.map((s) => s.rssMiB));
+    const minMiB = Math.min(...steady.map((s) => s.rssMiB));
+    const delivery = sim.delivery.stats();
+    const logs = scanLogs(service.output(), creds);
+    recordResult('soak', {
+      eventsSent: load.events,
+      invitations: load.touched.size,
+      loadMs: load.ms,
+      eventsPerSecond: Math.round(load.events / (load.ms / 1000)),
+      acknowledged: delivery.delivered,
+      webhookFailedAttempts: delivery.failedAttempts,
+      inMirror: result.comparison.equal,
+      lost: result.comparison.missing.length + result.comparison.different.length,
+      duplicateRows: duplicateRows(dbPath),
+      convergeMsAfterLoad: result.ms,
+      warmUpS: warmS,
+      rssBaselineMiB: baseline,
+      rssMaxMiB: maxMiB,
+      rssMinMiB: minMiB,
+      rssMaxVsBaselinePct: +(((maxMiB - baseline) / baseline) * 100).toFixed(1),
+      samples,
+      logSecretHits: logs.secrets,
+      logEmails: logs.emails,
+    });
+    expect(result.comparison.missing).toEqual([]);
+    expect(result.comparison.different).toEqual([]);
+    expect(delivery.exhausted).toBe(0);
+    expect(await busyJobs(q.queue)).toBe(0);
+    expect(steady.length).toBeGreaterThan(0);
+    expect(maxMiB).toBeLessThanOrEqual(baseline * 1.2);
+    expect(minMiB).toBeGreaterThanOrEqual(baseline * 0.8);
+    expect(logs.secrets).toEqual([]);
+    expect(logs.emails).toEqual([]);
+  });
+});
