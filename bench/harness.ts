@@ -1,16 +1,17 @@
-// Shared plumbing of the pipeline benchmarks: a private redis-server, the simulator, the
-// service (silent), a child process that generates load, and cleanup of all of it even when
-// a benchmark throws half-way.
+// Shared plumbing of the pipeline benchmarks: a private redis-server, the BAPI simulator in a
+// child process, the service (silent) in this process, a child process that generates load,
+// and cleanup of all of it even when a benchmark throws half-way.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
 import { freePort } from '../src/redis/managed.ts';
 import { startService, type Role, type Service } from '../src/service.ts';
-import { startSimulator, type Simulator } from '../src/simulator/index.ts';
+import type { LoadInput, LoadOutput } from './load-client.ts';
+import type { SimChildInput, SimChildOutput } from './sim-child.ts';
 
 /** Children still running; killed synchronously if the bench process exits without stopping them. */
 const children = new Set<ChildProcess>();
@@ -38,6 +39,8 @@ async function stopChild(child: ChildProcess, timeoutMs = 5000): Promise<void> {
 
 export interface BenchRedis {
   url: string;
+  /** For reading its CPU time from /proc. */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -77,9 +80,15 @@ export async function startRedis(dir: string): Promise<BenchRedis> {
     await stopChild(child);
     throw err;
   }
+  // Keep draining its output (an unread pipe would fill up and block redis-server) without
+  // keeping it, and drop the start-up listeners: a later exit is not a start-up failure.
   child.removeAllListeners('exit');
   child.once('exit', () => children.delete(child));
-  return { url: `redis://127.0.0.1:${port}`, stop: () => stopChild(child) };
+  child.stdout!.removeAllListeners('data');
+  child.stderr!.removeAllListeners('data');
+  child.stdout!.resume();
+  child.stderr!.resume();
+  return { url: `redis://127.0.0.1:${port}`, pid: child.pid!, stop: () => stopChild(child) };
 }
 
 /** Runs `fn` with a fresh temp dir and a list of closers run in reverse order afterwards, whatever happens. */
@@ -100,39 +109,90 @@ export async function withResources<T>(prefix: string, fn: (dir: string, defer: 
   }
 }
 
-export interface Stack {
+export interface Backend {
   redisUrl: string;
-  sim: Simulator;
-  service: Service;
-  dbPath: string;
+  /** CPU time redis-server has used so far, in microseconds (from /proc). */
+  redisCpuUs(): number;
+  /** The BAPI simulator, in a child process (bench/sim-child.ts). */
+  simUrl: string;
+  simCpuUs(): number;
+  /** Requests the simulator's BAPI has answered so far. */
+  simRequests(): Promise<number>;
+  /** The invitations the simulator was prepared with (see SimChildInput's plan). */
+  invitations: Record<string, unknown>[];
+  secretKey: string;
   signingSecret: string;
-  webhookUrl: string;
+  dbPath: string;
 }
 
-export interface StackOptions {
-  roles: Role[];
-  coalesceMs?: number;
-  concurrency?: number;
-  /** Seeded before the service starts; no webhooks are sent for them. */
-  seed?: { organizations: number; invitationsPerOrganization: number };
-}
-
-/** Redis, simulator (no rate limit, no faults) and service, all registered with `defer`. */
-export async function startStack(dir: string, defer: (close: () => Promise<void> | void) => void, opts: StackOptions): Promise<Stack> {
+/**
+ * A private redis-server and the BAPI simulator (no rate limit, no faults, no latency) in a
+ * child process of its own, both registered with `defer`.
+ */
+export async function startBackend(dir: string, defer: (close: () => Promise<void> | void) => void, plan: SimChildInput['plan'] = { kind: 'none' }): Promise<Backend> {
   const secretKey = `sk_test_bench${randomBytes(12).toString('hex')}`;
   const signingSecret = `whsec_${randomBytes(32).toString('base64')}`;
   const redis = await startRedis(dir);
   defer(() => redis.stop());
-  const sim = await startSimulator({ secretKey, signingSecret, rateLimit: 0 });
-  defer(() => sim.close());
-  if (opts.seed) sim.store.seed(opts.seed);
-  const dbPath = join(dir, 'mirror.db');
+
+  const child = track(
+    spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'sim-child.ts')], {
+      cwd: join(import.meta.dirname, '..'),
+      stdio: ['pipe', 'pipe', 'inherit'],
+    }),
+  );
+  defer(() => stopChild(child));
+  const sim = await new Promise<SimChildOutput>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error('simulator child did not start within 60 s')), 60_000);
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`simulator child exited with ${code}`)));
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const nl = out.indexOf('\n');
+      if (nl >= 0) {
+        clearTimeout(timer);
+        child.stdout!.removeAllListeners('data');
+        child.stdout!.resume();
+        resolve(JSON.parse(out.slice(0, nl)) as SimChildOutput);
+      }
+    });
+    child.stdin!.end(JSON.stringify({ secretKey, signingSecret, plan } satisfies SimChildInput));
+  });
+  child.removeAllListeners('exit');
+  child.once('exit', () => children.delete(child));
+
+  const simRequests = async () => {
+    const res = await fetch(`${sim.url}/_control/stats`, { headers: { authorization: `Bearer ${secretKey}` } });
+    return ((await res.json()) as { requests: number }).requests;
+  };
+  return {
+    redisUrl: redis.url,
+    redisCpuUs: () => procCpuUs(redis.pid),
+    simUrl: sim.url,
+    simCpuUs: () => procCpuUs(child.pid!),
+    simRequests,
+    invitations: sim.invitations,
+    secretKey,
+    signingSecret,
+    dbPath: join(dir, 'mirror.db'),
+  };
+}
+
+export interface ServiceOpts {
+  roles: Role[];
+  coalesceMs?: number;
+  concurrency?: number;
+}
+
+/** The real service (silent logger, no BAPI rate limit) on `backend`, registered with `defer`. */
+export async function startBenchService(backend: Backend, defer: (close: () => Promise<void> | void) => void, opts: ServiceOpts): Promise<Service> {
   const config = loadConfig({
-    CLERK_SECRET_KEY: secretKey,
-    CLERK_WEBHOOK_SIGNING_SECRET: signingSecret,
-    CLERK_API_URL: sim.url,
-    REDIS_URL: redis.url,
-    MIRROR_DB_PATH: dbPath,
+    CLERK_SECRET_KEY: backend.secretKey,
+    CLERK_WEBHOOK_SIGNING_SECRET: backend.signingSecret,
+    CLERK_API_URL: backend.simUrl,
+    REDIS_URL: backend.redisUrl,
+    MIRROR_DB_PATH: backend.dbPath,
     PORT: '0',
     LOG_LEVEL: 'silent',
     BAPI_RATE_LIMIT: '1000000',
@@ -143,30 +203,23 @@ export async function startStack(dir: string, defer: (close: () => Promise<void>
     roles: opts.roles,
     coalesceMs: opts.coalesceMs,
     concurrency: opts.concurrency,
+    // No scheduled reconciliation: its start-up backfill would copy the simulator's
+    // invitations into the mirror behind the webhooks' back and spoil every figure.
+    reconcile: false,
     shutdownTimeoutMs: 5000,
   });
   defer(() => service.stop());
-  return { redisUrl: redis.url, sim, service, dbPath, signingSecret, webhookUrl: `${service.url}/webhooks/clerk` };
+  return service;
 }
 
-/** Clerk's event envelope around `data`, as the simulator's delivery sends it. */
-export function envelope(type: string, data: unknown): string {
-  return JSON.stringify({
-    data,
-    object: 'event',
-    type,
-    timestamp: Date.now(),
-    instance_id: 'ins_2benchInstance0000000000000',
-    event_attributes: { http_request: { client_ip: '192.0.2.10', user_agent: '@clerk/backend@3.25.0' } },
-  });
-}
+export const webhookUrlOf = (service: Service) => `${service.url}/webhooks/clerk`;
 
 /**
  * Runs bench/load-client.ts in a child process (so the load generator never shares the
  * service's event loop), handing it `input` on stdin (it holds the signing secret, which
  * must not show in `ps`) and returning the JSON it prints.
  */
-export async function runLoadClient<T>(input: object, timeoutMs: number): Promise<T> {
+export async function runLoadClient<T extends LoadOutput>(input: LoadInput, timeoutMs: number): Promise<T> {
   const child = track(
     spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'load-client.ts')], {
       cwd: join(import.meta.dirname, '..'),
@@ -189,6 +242,18 @@ export async function runLoadClient<T>(input: object, timeoutMs: number): Promis
     clearTimeout(timer);
     await stopChild(child);
   }
+}
+
+/** utime + stime of a process, in microseconds (Linux). */
+export function procCpuUs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / 100; // USER_HZ is 100 on Linux
+}
+
+/** This process's CPU time so far, in microseconds. */
+export function selfCpuUs(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
 }
 
 export const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;

@@ -3,10 +3,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { backfillBench } from './backfill.ts';
+import { e2eEventsBench, e2eLagBench } from './e2e.ts';
+import { ingestBench } from './ingest.ts';
 import { lookupBench } from './lookup.ts';
+import { readBench } from './read.ts';
 import type { BenchResult, Benchmark } from './result.ts';
 
-const benchmarks: Benchmark[] = [lookupBench];
+const benchmarks: Benchmark[] = [lookupBench, ingestBench, e2eEventsBench, e2eLagBench, readBench, backfillBench];
 
 const filters = process.argv.slice(2);
 const selected = benchmarks.filter((b) => filters.length === 0 || filters.some((f) => b.name.startsWith(f)));

@@ -120,7 +120,7 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
           concurrency,
           bapi: new BapiClient({ apiUrl: config.clerk.apiUrl, secretKey: config.clerk.secretKey!, timeoutMs: config.clerk.timeoutMs }),
           writer: new MirrorWriter(mirror!),
-          queue: new SyncQueue({ connection: connect(false) }).queue,
+          ...consumerSide(new SyncQueue({ connection: connect(false) })),
           log,
           stats,
         });
@@ -203,4 +203,9 @@ function optionalApiKeys(config: Config): string[] | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** What the worker needs of the queue: pausing it on 429, and the versions webhooks announced. */
+function consumerSide(q: SyncQueue) {
+  return { queue: q.queue, announced: q.announced };
 }

@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
 import type { Redis } from '../redis/connection.ts';
+import { AnnouncedVersions } from './announced.ts';
 import { syncJobKey, syncJobSchema, type SyncJobData } from './job.ts';
 import { QUEUE_PREFIX, SYNC_JOB_NAME, SYNC_QUEUE } from './names.ts';
 
@@ -32,6 +33,7 @@ export class EnqueueError extends Error {
 /** The producer side of the invitation sync queue. */
 export class SyncQueue {
   readonly queue: Queue<SyncJobData>;
+  readonly announced: AnnouncedVersions;
   private readonly coalesceMs: number;
   private readonly attempts: number;
   private readonly enqueueTimeoutMs: number;
@@ -40,6 +42,7 @@ export class SyncQueue {
     this.queue = new Queue<SyncJobData>(SYNC_QUEUE, { connection, prefix: QUEUE_PREFIX });
     // Errors surface through `enqueue`; without a listener an 'error' event would crash the process.
     this.queue.on('error', () => {});
+    this.announced = new AnnouncedVersions(connection);
     this.coalesceMs = coalesceMs;
     this.attempts = attempts;
     this.enqueueTimeoutMs = enqueueTimeoutMs;
@@ -56,8 +59,10 @@ export class SyncQueue {
       timer = setTimeout(() => reject(new EnqueueError(`Redis did not accept the job within ${this.enqueueTimeoutMs} ms`)), this.enqueueTimeoutMs);
     });
     try {
+      // Sent first on the same connection, so Redis raises the version before the job exists.
+      const raised = job.eventUpdatedAt === undefined ? undefined : this.announced.raise(job.invitationId, job.eventUpdatedAt);
       await Promise.race([
-        this.queue.add(SYNC_JOB_NAME, job, {
+        Promise.all([raised, this.queue.add(SYNC_JOB_NAME, job, {
           // keepLastIfActive: never two fetches of one invitation at once, and an event that
           // arrives mid-fetch gets a fetch after it. replace: a waiting job is swapped for
           // the newest event and its delay restarts (debounce).
@@ -67,7 +72,7 @@ export class SyncQueue {
           backoff: { type: 'jittered' },
           removeOnComplete: { age: 3600, count: 10_000 },
           removeOnFail: false,
-        }),
+        })]),
         timeout,
       ]);
     } catch (err) {

@@ -13,6 +13,8 @@ export interface ProcessorDeps {
   queue: Queue<SyncJobData>;
   log: Logger;
   stats: PipelineStats;
+  /** The newest version webhooks announced per invitation; without it every job fetches. */
+  announced?: { get(invitationId: string): Promise<number | undefined> };
   now?: () => number;
 }
 
@@ -32,7 +34,7 @@ type FailureHandler = (err: BapiError, job: Job<SyncJobData>) => Promise<never>;
  * without spending an attempt, transient errors retry with backoff, configuration errors
  * fail at once and loudly.
  */
-export function createProcessor({ bapi, writer, queue, log, stats, now = Date.now }: ProcessorDeps) {
+export function createProcessor({ bapi, writer, queue, log, stats, announced, now = Date.now }: ProcessorDeps) {
   let warnedAboutCredentials = false;
 
   const onFailure: Record<'rate_limited' | 'retryable' | 'fatal', FailureHandler> = {
@@ -66,11 +68,13 @@ export function createProcessor({ bapi, writer, queue, log, stats, now = Date.no
     const parsed = syncJobSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`malformed job data: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
     const data = parsed.data;
-    // A late or duplicated event about a state the mirror already holds (or has passed) needs
-    // no fetch: coalescing only merges events that wait together, this catches the rest.
-    if (data.eventUpdatedAt !== undefined) {
+    // Late or duplicated events about states the mirror already holds (or has passed) need
+    // no fetch: coalescing merges only events that wait together, this catches the rest.
+    // Reconciliation jobs (no event version) always fetch.
+    const newestAnnounced = data.eventUpdatedAt === undefined ? undefined : await announced?.get(data.invitationId);
+    if (newestAnnounced !== undefined) {
       const stored = writer.storedVersion(data.invitationId);
-      if (stored && stored.updatedAt >= data.eventUpdatedAt) {
+      if (stored && stored.updatedAt >= newestAnnounced) {
         stats.writes.unchanged++;
         stats.jobs.completed++;
         stats.jobs.skipped++;
