@@ -53,31 +53,43 @@ export interface BearerAuthOptions {
   basicRealm?: string;
 }
 
-export type BearerAuthHook = (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>;
+/**
+ * A Fastify `onRequest` hook (callback style: no promise per request on the read path) that
+ * lets a request through only with `Authorization: Bearer <one of keys>`, and otherwise
+ * answers 401 with Clerk's error JSON. `check` answers the same question without replying.
+ */
+export interface BearerAuthHook {
+  (req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void;
+  /** True when the request carries one of the keys. */
+  check(req: FastifyRequest): boolean;
+  /** Sends the 401 (with its `WWW-Authenticate` challenge). */
+  refuse(reply: FastifyReply): FastifyReply;
+}
 
 /**
- * A Fastify `onRequest` (or `preHandler`) hook that lets a request through only with
- * `Authorization: Bearer <one of keys>`, and otherwise answers 401 with Clerk's error JSON.
- *
- * Both sides are hashed with SHA-256 before `timingSafeEqual`, so neither the length of a key
- * nor how many leading characters a guess gets right shows in the timing; every key is
- * compared on every request, so which key matched does not show either.
+ * Builds the hook. Both sides are hashed with SHA-256 before `timingSafeEqual`, so neither
+ * the length of a key nor how many leading characters a guess gets right shows in the
+ * timing; every key is compared on every request, so which key matched does not show either.
  *
  * @throws Error when `keys` holds no non-empty key (fail closed).
  */
 export function bearerAuth(keys: readonly string[], { basicRealm }: BearerAuthOptions = {}): BearerAuthHook {
   const digests = keys.filter((k) => typeof k === 'string' && k.length > 0).map(digest);
   if (digests.length === 0) throw new Error(NO_CREDENTIAL_MESSAGE);
-  return async function checkBearer(req, reply) {
+  const challenge = basicRealm === undefined ? 'Bearer' : `Basic realm="${basicRealm}", charset="UTF-8"`;
+  const check = (req: FastifyRequest): boolean => {
     const header = req.headers.authorization;
     const token = bearerToken(header) ?? (basicRealm === undefined ? undefined : basicPassword(header));
-    if (token !== undefined) {
-      const presented = digest(token);
-      let ok = false;
-      for (const d of digests) ok = timingSafeEqual(presented, d) || ok;
-      if (ok) return undefined;
-    }
-    reply.header('www-authenticate', basicRealm === undefined ? 'Bearer' : `Basic realm="${basicRealm}", charset="UTF-8"`);
-    return sendJson(reply, 401, unauthorizedBody());
+    if (token === undefined) return false;
+    const presented = digest(token);
+    let ok = false;
+    for (const d of digests) ok = timingSafeEqual(presented, d) || ok;
+    return ok;
   };
+  const refuse = (reply: FastifyReply) => sendJson(reply.header('www-authenticate', challenge), 401, unauthorizedBody());
+  const hook = (req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
+    if (check(req)) done();
+    else refuse(reply);
+  };
+  return Object.assign(hook, { check, refuse });
 }

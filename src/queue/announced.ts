@@ -11,6 +11,8 @@ else
 end
 return 1`;
 
+type RaiseCapable = Redis & { cimRaiseAnnounced(key: string, version: string, ttl: string): Promise<unknown> };
+
 /**
  * The newest `updated_at` any accepted webhook announced for each invitation, kept in Redis
  * next to the queue (same hash tag, so one Cluster slot). The receiver raises it before the
@@ -26,14 +28,17 @@ export class AnnouncedVersions {
   constructor(
     private readonly redis: Redis,
     private readonly ttlSeconds = 7 * 24 * 3600,
-  ) {}
+  ) {
+    if (!(redis as unknown as Partial<RaiseCapable>).cimRaiseAnnounced) redis.defineCommand('cimRaiseAnnounced', { numberOfKeys: 1, lua: RAISE });
+  }
 
   private key(invitationId: string): string {
     return `${QUEUE_PREFIX}:${SYNC_QUEUE}:announced:${invitationId}`;
   }
 
   raise(invitationId: string, updatedAt: number): Promise<unknown> {
-    return this.redis.eval(RAISE, 1, this.key(invitationId), String(updatedAt), String(this.ttlSeconds));
+    // EVALSHA once the script is cached (ioredis falls back to EVAL on NOSCRIPT).
+    return (this.redis as unknown as RaiseCapable).cimRaiseAnnounced(this.key(invitationId), String(updatedAt), String(this.ttlSeconds));
   }
 
   async get(invitationId: string): Promise<number | undefined> {
