@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { keepAliveTransport, type BapiResponse, type BapiTransport } from './transport.ts';
 import { z } from 'zod';
 import {
   BapiFatalError,
@@ -26,8 +27,8 @@ export interface BapiClientOptions {
   secretKey: string;
   /** Per-request limit covering connect, headers and body. @defaultValue 10_000 */
   timeoutMs?: number;
-  /** @defaultValue globalThis.fetch */
-  fetch?: typeof fetch;
+  /** How requests go out. @defaultValue keep-alive `node:http`/`node:https` agents of this client */
+  transport?: BapiTransport;
   /** Clock for `receivedAt` and HTTP-date `Retry-After`. @defaultValue Date.now */
   now?: () => number;
 }
@@ -49,7 +50,7 @@ export interface ListResult<T> {
 }
 
 /**
- * Calls BAPI with `fetch` directly rather than through `@clerk/backend`: the mirror needs the
+ * Calls BAPI over HTTP directly rather than through `@clerk/backend`: the mirror needs the
  * invitation's exact JSON text, a request timeout, and failures that say whether a retry can
  * help, none of which the SDK gives. Requests look like the SDK's (same headers, same
  * unencoded ids) so BAPI and the simulator cannot tell them apart.
@@ -58,7 +59,7 @@ export class BapiClient {
   private readonly base: string;
   private readonly headers: Record<string, string>;
   private readonly timeoutMs: number;
-  private readonly fetch: typeof fetch;
+  private readonly transport: BapiTransport;
   private readonly now: () => number;
   private requests = 0;
   private readonly byStatus: Record<string, number> = {};
@@ -81,7 +82,7 @@ export class BapiClient {
       'Content-Type': 'application/json',
     };
     this.timeoutMs = opts.timeoutMs ?? 10_000;
-    this.fetch = opts.fetch ?? globalThis.fetch;
+    this.transport = opts.transport ?? keepAliveTransport();
     this.now = opts.now ?? Date.now;
   }
 
@@ -140,15 +141,13 @@ export class BapiClient {
 
   private async get(path: string, query?: URLSearchParams): Promise<{ text: string; status: number; receivedAt: number }> {
     const qs = query?.toString();
-    const url = `${this.base}${path}${qs ? `?${qs}` : ''}`;
+    const url = new URL(`${this.base}${path}${qs ? `?${qs}` : ''}`);
     this.requests++;
-    let res: Response;
-    let body: ArrayBuffer;
+    let res: BapiResponse;
     try {
-      res = await this.fetch(url, { method: 'GET', headers: this.headers, redirect: 'manual', signal: AbortSignal.timeout(this.timeoutMs) });
-      body = await res.arrayBuffer();
+      res = await this.transport(url, this.headers, this.timeoutMs);
     } catch (err) {
-      // No `cause`: a fetch error can quote request headers, i.e. the key.
+      // No `cause`: keep whatever the error carries away from logs.
       if (isTimeout(err)) {
         this.tally('timeout');
         throw new BapiRetryableError(`BAPI GET ${path} timed out after ${this.timeoutMs} ms`);
@@ -162,20 +161,20 @@ export class BapiClient {
       let text: string;
       try {
         // Strict decoding: `raw` must be exactly the bytes Clerk sent, BOM and all, or rejected.
-        text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(body);
+        text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(res.body);
       } catch {
         throw new BapiFatalError(`BAPI GET ${path} answered ${res.status} with a body that is not UTF-8`, { status: res.status });
       }
       return { text, status: res.status, receivedAt };
     }
-    throw this.failure(path, res, new TextDecoder().decode(body));
+    throw this.failure(path, res, new TextDecoder().decode(res.body));
   }
 
-  private failure(path: string, res: Response, text: string): Error {
+  private failure(path: string, res: BapiResponse, text: string): Error {
     const clerk = parseClerkError(text);
     const details: BapiErrorDetails = {
       status: res.status,
-      clerkTraceId: clerk?.traceId ?? res.headers.get('cf-ray') ?? undefined,
+      clerkTraceId: clerk?.traceId ?? res.header('cf-ray') ?? undefined,
       codes: clerk?.codes,
     };
     const what = `BAPI GET ${path} answered ${res.status}${clerk?.codes.length ? ` (${clerk.codes.join(', ')})` : ''}`;
@@ -187,7 +186,7 @@ export class BapiClient {
         ? new BapiNotFoundError(what, details)
         : new BapiFatalError(`${what} without Clerk's error body; is the API URL right?`, details);
     }
-    if (s === 429) return new BapiRateLimitedError(what, this.retryAfterMs(res.headers.get('retry-after')), details);
+    if (s === 429) return new BapiRateLimitedError(what, this.retryAfterMs(res.header('retry-after') ?? null), details);
     if (s === 408 || s >= 500) return new BapiRetryableError(what, details);
     if (s === 401 || s === 403) return new BapiFatalError(`${what}: the secret key was refused; check CLERK_SECRET_KEY`, details);
     return new BapiFatalError(what, details);

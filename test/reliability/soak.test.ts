@@ -2,6 +2,7 @@
 // Svix-like delivery -> receiver -> Redis -> worker -> SQLite), the service's RSS sampled
 // every 10 s. After warm-up it must stay within 20% of the first post-warm-up sample, and the
 // mirror must equal the truth at the end. SOAK_EVENTS overrides the count (for trial runs).
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -29,7 +30,7 @@ describe.skipIf(!CHAOS)('soak', () => {
     tmp.cleanup();
   });
 
-  it(`${EVENTS} events: RSS within 20% after warm-up, mirror equals truth`, { timeout: 4 * 3600_000 }, async () => {
+  it(`${EVENTS} events: anonymous RSS within 20% after warm-up, mirror equals truth`, { timeout: 4 * 3600_000 }, async () => {
     redis = await startRedis(join(tmp.path, 'redis'), { fsync: 'everysec' });
     sim = await startSim(creds);
     const dbPath = join(tmp.path, 'mirror.db');
@@ -46,13 +47,18 @@ describe.skipIf(!CHAOS)('soak', () => {
     q = queueOf(redis.url);
     sim.delivery.addEndpoint(`${service.url}/webhooks/clerk`);
 
-    const samples: { atS: number; rssMiB: number; events: number }[] = [];
+    const samples: { atS: number; rssMiB: number; anonMiB: number; fileMiB: number; events: number }[] = [];
+    const sample = () => {
+      const r = service!.rssParts();
+      const mib = (b: number) => +(b / 2 ** 20).toFixed(1);
+      samples.push({ atS: Math.round((Date.now() - started) / 1000), rssMiB: mib(r.total), anonMiB: mib(r.anon), fileMiB: mib(r.file), events: done });
+    };
     const started = Date.now();
     let done = 0;
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        samples.push({ atS: Math.round((Date.now() - started) / 1000), rssMiB: +(service!.rss() / 2 ** 20).toFixed(1), events: done });
+        sample();
         await sleep(SAMPLE_MS);
       }
     })();
@@ -60,14 +66,19 @@ describe.skipIf(!CHAOS)('soak', () => {
     const result = await waitConverged({ sim, queue: q.queue, dbPath, ids: load.touched, timeoutMs: 30 * 60_000 });
     sampling = false;
     await sampler;
-    samples.push({ atS: Math.round((Date.now() - started) / 1000), rssMiB: +(service.rss() / 2 ** 20).toFixed(1), events: done });
+    sample();
 
     // Warm-up: the first fifth of the run (at least the first minute).
     const warmS = Math.max(60, samples.at(-1)!.atS / 5);
     const steady = samples.filter((s) => s.atS >= warmS);
-    const baseline = steady[0]?.rssMiB ?? samples.at(-1)!.rssMiB;
-    const maxMiB = Math.max(...steady.map((s) => s.rssMiB));
-    const minMiB = Math.min(...steady.map((s) => s.rssMiB));
+    // The criterion is on anonymous memory (what a leak grows); file-backed pages are the
+    // mirror file mapped by SQLite (mmap_size 256 MiB) and grow with the database itself.
+    const baseline = steady[0]?.anonMiB ?? samples.at(-1)!.anonMiB;
+    const maxMiB = Math.max(...steady.map((s) => s.anonMiB));
+    const minMiB = Math.min(...steady.map((s) => s.anonMiB));
+    const totalBaseline = steady[0]?.rssMiB ?? samples.at(-1)!.rssMiB;
+    const totalMax = Math.max(...steady.map((s) => s.rssMiB));
+    const fileFinal = samples.at(-1)!.fileMiB;
     const delivery = sim.delivery.stats();
     const logs = scanLogs(service.output(), creds);
     recordResult('soak', {
@@ -82,10 +93,15 @@ describe.skipIf(!CHAOS)('soak', () => {
       duplicateRows: duplicateRows(dbPath),
       convergeMsAfterLoad: result.ms,
       warmUpS: warmS,
-      rssBaselineMiB: baseline,
-      rssMaxMiB: maxMiB,
-      rssMinMiB: minMiB,
-      rssMaxVsBaselinePct: +(((maxMiB - baseline) / baseline) * 100).toFixed(1),
+      anonBaselineMiB: baseline,
+      anonMaxMiB: maxMiB,
+      anonMinMiB: minMiB,
+      anonMaxVsBaselinePct: +(((maxMiB - baseline) / baseline) * 100).toFixed(1),
+      rssBaselineMiB: totalBaseline,
+      rssMaxMiB: totalMax,
+      rssMaxVsBaselinePct: +(((totalMax - totalBaseline) / totalBaseline) * 100).toFixed(1),
+      fileBackedFinalMiB: fileFinal,
+      dbFileMiB: +(statSync(dbPath).size / 2 ** 20).toFixed(1),
       samples,
       logSecretHits: logs.secrets,
       logEmails: logs.emails,

@@ -112,6 +112,7 @@ export interface ServiceProc {
   output(): string;
   /** VmRSS of the live process in bytes, from /proc/<pid>/status. */
   rss(): number;
+  rssParts(): { total: number; anon: number; file: number };
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** Starts it again with the same environment and port. */
   start(): Promise<void>;
@@ -141,6 +142,17 @@ export function readRss(pid: number): number {
   return Number(m[1]) * 1024;
 }
 
+/**
+ * RSS split as /proc reports it: `anon` is the heap, native allocations and SQLite's page
+ * cache; `file` is file-backed pages, here mostly the mirror DB mapped by SQLite's mmap,
+ * which grow with the database and which the kernel reclaims under pressure.
+ */
+export function readRssParts(pid: number): { total: number; anon: number; file: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+  return { total: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') + kb('RssShmem') };
+}
+
 /** `node bin/clerk-invitation-mirror.js start [--role …]`, ready once GET /healthz answers 200. */
 export async function spawnService(env: ServiceEnv, { roles = [] as string[], port }: { roles?: string[]; port?: number } = {}): Promise<ServiceProc> {
   const p = port ?? (await freePort());
@@ -153,6 +165,7 @@ export async function spawnService(env: ServiceEnv, { roles = [] as string[], po
     pid: () => proc?.pid ?? -1,
     output: () => chunks.join(''),
     rss: () => readRss(proc!.pid!),
+    rssParts: () => readRssParts(proc!.pid!),
     exitCode: () => proc?.exitCode ?? null,
     alive: () => !!proc && proc.exitCode === null && proc.signalCode === null,
     async start() {
