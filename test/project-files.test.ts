@@ -1,7 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { envDescriptions, envSchema } from '../src/config.ts';
+import { FIXTURES, SHARED_FIXTURES } from './helpers/fixtures.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const read = (f: string) => readFileSync(join(ROOT, f), 'utf8');
@@ -17,6 +18,14 @@ describe('README', () => {
     const table = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('## Commands'));
     const documented = [...table.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]);
     expect(documented.sort()).toEqual([...ENV_NAMES].sort());
+  });
+});
+
+describe('test/fixtures', () => {
+  it.skipIf(!existsSync(SHARED_FIXTURES))('are byte-for-byte copies of ../shared/fixtures', () => {
+    const shared = readdirSync(SHARED_FIXTURES).filter((f) => f.endsWith('.json')).sort();
+    expect(readdirSync(FIXTURES).filter((f) => f.endsWith('.json')).sort()).toEqual(shared);
+    for (const f of shared) expect(readFileSync(join(FIXTURES, f), 'utf8'), f).toBe(readFileSync(join(SHARED_FIXTURES, f), 'utf8'));
   });
 });
 

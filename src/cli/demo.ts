@@ -95,7 +95,7 @@ async function runDemo(o: DemoOptions): Promise<number> {
 
     const store = sim.store;
     const { organizationIds, invitationIds } = store.seed({ organizations: o.organizations, invitationsPerOrganization: o.perOrg });
-    say(`  seeded ${organizationIds.length} organizations with ${invitationIds.length} invitations (Clerk sends no webhooks for existing data)`);
+    say(`  seeded ${organizationIds.length} organizations with ${invitationIds.length} invitations (Clerk sends no webhooks for existing data: the service's start-up reconciliation copies them)`);
 
     const random = seededRandom(o.seed);
     const touched = new Set<string>();

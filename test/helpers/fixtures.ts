@@ -3,10 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { InvitationJSON } from '../../src/clerk/types.ts';
 
-export const SHARED = join(import.meta.dirname, '../../../shared');
+/** Copies of ../shared/fixtures (realistic Clerk JSON), kept in the repository so a clone alone runs the tests. */
+export const FIXTURES = join(import.meta.dirname, '../fixtures');
+
+/** Where the copies come from, next to the project's checkout when it is there. */
+export const SHARED_FIXTURES = join(import.meta.dirname, '../../../shared/fixtures');
 
 export function fixture<T = Record<string, unknown>>(name: string): T {
-  return JSON.parse(readFileSync(join(SHARED, 'fixtures', name), 'utf8')) as T;
+  return JSON.parse(readFileSync(join(FIXTURES, name), 'utf8')) as T;
 }
 
 /** The fixture invitation with `overrides`, as BAPI's single GET would answer it. */
