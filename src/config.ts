@@ -27,6 +27,9 @@ const port = (what: string) =>
 const positiveInt = (what: string) =>
   z.coerce.number({ error: `expected ${what}` }).int({ error: `expected ${what}` }).positive({ error: `expected ${what}` });
 
+const nonNegativeInt = (what: string) =>
+  z.coerce.number({ error: `expected ${what}` }).int({ error: `expected ${what}` }).min(0, { error: `expected ${what}` });
+
 /**
  * Every environment variable the service reads, with what it expects. The names are public
  * contract (DESIGN.md); the README's configuration table is written from this schema.
@@ -58,7 +61,7 @@ export const envSchema = z.object({
   BAPI_RATE_LIMIT: optional(positiveInt('a whole number of BAPI requests per BAPI_RATE_WINDOW_MS')),
   BAPI_RATE_WINDOW_MS: withDefault(positiveInt('a window length in milliseconds'), 10_000),
   BAPI_TIMEOUT_MS: withDefault(positiveInt('a request timeout in milliseconds'), 10_000),
-  RECONCILE_INTERVAL_MS: withDefault(positiveInt('an interval in milliseconds'), 3_600_000),
+  RECONCILE_INTERVAL_MS: withDefault(nonNegativeInt('an interval in milliseconds, or 0 for no schedule'), 3_600_000),
   RECONCILE_MAX_AGE_MS: withDefault(positiveInt('an age in milliseconds'), 86_400_000),
 });
 
@@ -142,7 +145,7 @@ export const envDescriptions: Record<EnvName, string> = {
   BAPI_RATE_LIMIT: 'BAPI requests per window shared by all workers (default 90% of 1000 for sk_live_, of 100 for sk_test_)',
   BAPI_RATE_WINDOW_MS: 'length of that window in ms (default 10000)',
   BAPI_TIMEOUT_MS: 'timeout of one BAPI request in ms (default 10000)',
-  RECONCILE_INTERVAL_MS: 'how often the scheduled reconciliation runs, in ms (default 3600000, hourly)',
+  RECONCILE_INTERVAL_MS: 'how often the scheduled reconciliation runs, in ms (default 3600000, hourly; 0 removes the schedule, the reconcile command still works)',
   RECONCILE_MAX_AGE_MS: 'reconciliation re-fetches rows Clerk has not confirmed for this long, in ms (default 86400000)',
 };
 

@@ -182,5 +182,12 @@ describe('reconciliation', () => {
     } finally {
       await short.close();
     }
+    // RECONCILE_INTERVAL_MS=0 removes the schedule (for every host sharing the Redis).
+    const off = await startReconcileScheduler({ connection: redis, config: { ...config, reconcile: { ...config.reconcile, intervalMs: 0 } }, mirror: conn(), log });
+    try {
+      expect(await off.queue.getJobSchedulers()).toEqual([]);
+    } finally {
+      await off.close();
+    }
   });
 });

@@ -92,7 +92,10 @@ export async function startReconcileScheduler(o: MaintenanceOptions): Promise<Ma
   worker.on('failed', (job, err) => log.warn({ job: job?.id, kind: job?.data.kind, attempts: job?.attemptsMade, err: err.message }, 'maintenance job failed'));
 
   try {
-    if (o.schedule ?? true) {
+    if ((o.schedule ?? true) && config.reconcile.intervalMs === 0) {
+      // One schedule serves every host: turning it off here turns it off for all of them.
+      await queue.removeJobScheduler(RECONCILE_SCHEDULER_ID);
+    } else if (o.schedule ?? true) {
       // Restarts must not each cost a full pass: the next run is due one interval after the
       // last successful one (at once when there was none, or it is overdue).
       const last = lastReconcileAtReader(mirror)();

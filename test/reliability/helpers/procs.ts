@@ -176,6 +176,9 @@ export async function spawnService(env: ServiceEnv, { roles = [] as string[], po
         HOST: '127.0.0.1',
         PORT: String(p),
         LOG_LEVEL: 'info',
+        // No scheduled reconciliation: its start-up pass would copy invitations from BAPI's
+        // lists and could hide a webhook the pipeline lost. Scenarios prove the webhook path.
+        RECONCILE_INTERVAL_MS: '0',
         ...(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as Record<string, string>),
       };
       proc = spawn(process.execPath, args, { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
