@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
-import { freePort } from '../src/redis/managed.ts';
+import { freePort, redisServerArgs } from '../src/redis/managed.ts';
 import { startService, type Role, type Service } from '../src/service.ts';
 import type { LoadInput, LoadOutput } from './load-client.ts';
 import type { SimChildInput, SimChildOutput } from './sim-child.ts';
@@ -53,7 +53,7 @@ export async function startRedis(dir: string): Promise<BenchRedis> {
   const port = await freePort();
   const dataDir = join(dir, 'redis');
   mkdirSync(dataDir, { recursive: true });
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dataDir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes'];
+  const args = redisServerArgs({ port, dir: dataDir });
   const child = track(spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   let output = '';
   try {

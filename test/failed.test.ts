@@ -8,7 +8,7 @@ import { QUEUE_PREFIX, SYNC_QUEUE } from '../src/queue/names.ts';
 import { startService, type Service } from '../src/service.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
 import { killAllChildren, runCli } from './helpers/child.ts';
-import { tempDir } from './helpers/fixtures.ts';
+import { tempDir, waitUntil } from './helpers/fixtures.ts';
 import { isolatedRedisUrl, SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
 
 const tmp = tempDir();
@@ -43,13 +43,6 @@ function serviceWith(secretKey: string): Promise<Service> {
   return startService({ config, log: createLogger({ level: 'silent' }), coalesceMs: 0 });
 }
 
-async function waitUntil(check: () => Promise<boolean>, what: string) {
-  const deadline = Date.now() + 20_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('failed list / failed retry', () => {
   it('shows jobs refused with a wrong secret key and re-queues them once the key is fixed', async () => {

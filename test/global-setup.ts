@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
+import { freePort, redisServerArgs } from '../src/redis/managed.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -14,17 +14,6 @@ declare module 'vitest' {
 let redis: ChildProcess | undefined;
 let dir: string | undefined;
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 /** One real redis-server for the whole run, unless TEST_REDIS_URL points at one. */
 export async function setup(project: TestProject) {
   if (process.env.TEST_REDIS_URL) {
@@ -33,7 +22,7 @@ export async function setup(project: TestProject) {
   }
   const port = await freePort();
   dir = mkdtempSync(join(tmpdir(), 'cim-test-redis-'));
-  redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], {
+  redis = spawn('redis-server', redisServerArgs({ port, dir, appendfsync: false }), {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   await new Promise<void>((resolve, reject) => {

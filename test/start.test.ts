@@ -7,7 +7,7 @@ import { createMirror } from '../src/mirror/mirror.ts';
 import { QUEUE_PREFIX, SYNC_QUEUE } from '../src/queue/names.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
 import { killAllChildren, runCli, spawnCli, type CliProcess } from './helpers/child.ts';
-import { tempDir } from './helpers/fixtures.ts';
+import { tempDir, waitUntil } from './helpers/fixtures.ts';
 import { isolatedRedisUrl, SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
 
 const tmp = tempDir();
@@ -31,13 +31,6 @@ function start(env: Record<string, string>, args: string[] = []): CliProcess {
 const credentials = { CLERK_SECRET_KEY: SECRET_KEY, CLERK_WEBHOOK_SIGNING_SECRET: SIGNING_SECRET, MIRROR_API_KEY: 'start-test-api-key-0123456789' };
 const startedUrl = async (p: CliProcess) => (await p.waitFor(/"url":"(http:\/\/[^"]+)"[^\n]*clerk-invitation-mirror started/))[1]!;
 
-async function waitUntil(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('start: refusing to run', () => {
   it('without Clerk credentials: one line naming the variable and pointing to npm run demo', async () => {

@@ -55,7 +55,7 @@ export class ManagedRedis {
       return running;
     }
     const port = this.opts.port ?? (await freePort());
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', this.opts.dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes'];
+    const args = redisServerArgs({ port, dir: this.opts.dir });
     const child = spawn(this.opts.binary ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     let output = '';
@@ -115,6 +115,15 @@ export async function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * Arguments of a private redis-server: loopback only, no RDB snapshots, `noeviction` (an
+ * evicted job is a lost event) and, unless `appendfsync` is false, AOF with that policy.
+ */
+export function redisServerArgs({ port, dir, appendfsync = 'everysec' }: { port: number; dir: string; appendfsync?: 'everysec' | 'always' | false }): string[] {
+  const aof = appendfsync === false ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', appendfsync];
+  return ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...aof, '--save', '', '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes'];
 }
 
 /** The URL of a private redis-server already serving `dir`, if one answers. */

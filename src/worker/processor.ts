@@ -64,30 +64,24 @@ export function createProcessor({ bapi, writer, queue, log, stats, announced, no
     },
   };
 
-  return async function process(job: Job<SyncJobData>): Promise<SyncResult> {
-    const parsed = syncJobSchema.safeParse(job.data);
-    if (!parsed.success) throw new UnrecoverableError(`malformed job data: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
-    const data = parsed.data;
-    // Late or duplicated events about states the mirror already holds (or has passed) need
-    // no fetch: coalescing merges only events that wait together, this catches the rest.
-    // Reconciliation jobs (no event version) always fetch.
+  /**
+   * Late or duplicated events about states the mirror already holds (or has passed) need no
+   * fetch: coalescing merges only events that wait together, this catches the rest.
+   * Reconciliation jobs (no event version) always fetch.
+   */
+  async function alreadyHeld(data: SyncJobData): Promise<SyncResult | undefined> {
     const newestAnnounced = data.eventUpdatedAt === undefined ? undefined : await announced?.get(data.invitationId);
-    if (newestAnnounced !== undefined) {
-      const stored = writer.storedVersion(data.invitationId);
-      if (stored && stored.updatedAt >= newestAnnounced) {
-        stats.writes.unchanged++;
-        stats.jobs.completed++;
-        stats.jobs.skipped++;
-        stats.lag(now() - data.receivedAt);
-        return { outcome: 'unchanged', gone: stored.deleted, skipped: true };
-      }
-    }
-    let result: SyncResult;
+    if (newestAnnounced === undefined) return undefined;
+    const stored = writer.storedVersion(data.invitationId);
+    return stored && stored.updatedAt >= newestAnnounced ? { outcome: 'unchanged', gone: stored.deleted, skipped: true } : undefined;
+  }
+
+  async function fetchAndWrite(data: SyncJobData, job: Job<SyncJobData>): Promise<SyncResult> {
     const calledAt = performance.now();
     try {
       const got = await bapi.getOrganizationInvitation(data.organizationId, data.invitationId);
       stats.bapiCall('200', performance.now() - calledAt);
-      result = {
+      return {
         gone: false,
         outcome: writer.write({ kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: sourceOf(data) }),
       };
@@ -95,7 +89,7 @@ export function createProcessor({ bapi, writer, queue, log, stats, announced, no
       const kind = classifyError(err);
       stats.bapiCall(String((err as BapiError).status ?? kind), performance.now() - calledAt);
       if (kind !== 'not_found') return onFailure[kind](err as BapiError, job);
-      result = {
+      return {
         gone: true,
         outcome: writer.write({
           kind: 'gone',
@@ -107,7 +101,15 @@ export function createProcessor({ bapi, writer, queue, log, stats, announced, no
         }),
       };
     }
-    stats.writes[result.gone ? 'tombstoned' : result.outcome]++;
+  }
+
+  return async function process(job: Job<SyncJobData>): Promise<SyncResult> {
+    const parsed = syncJobSchema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(`malformed job data: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+    const data = parsed.data;
+    const result = (await alreadyHeld(data)) ?? (await fetchAndWrite(data, job));
+    stats.writes[result.gone && !result.skipped ? 'tombstoned' : result.outcome]++;
+    if (result.skipped) stats.jobs.skipped++;
     stats.jobs.completed++;
     stats.lag(now() - data.receivedAt);
     log.debug({ jobId: job.id, invitationId: data.invitationId, ...result }, 'invitation synced');

@@ -18,6 +18,7 @@ import {
   scratchDir,
   startSim,
   waitConverged,
+  serviceEnv,
 } from './helpers/scenario.ts';
 import type { Simulator } from '../../src/simulator/index.ts';
 
@@ -62,12 +63,7 @@ it(`BAPI with 20% 5xx, 5% hangs and ${BURSTS} x ${BURST_MS} ms of 429s: converge
   });
   const dbPath = join(tmp.path, 'mirror.db');
   service = await spawnService({
-    CLERK_SECRET_KEY: creds.secretKey,
-    CLERK_WEBHOOK_SIGNING_SECRET: creds.signingSecret,
-    CLERK_API_URL: sim.url,
-    REDIS_URL: redis.url,
-    MIRROR_DB_PATH: dbPath,
-    MIRROR_API_KEY: creds.apiKey,
+    ...serviceEnv(creds, sim, redis, dbPath),
     LOG_LEVEL: 'debug',
     BAPI_RATE_LIMIT: String(OUR_LIMIT),
     BAPI_RATE_WINDOW_MS: String(WINDOW_MS),

@@ -11,7 +11,7 @@ import { QUEUE_PREFIX, SYNC_QUEUE } from '../../src/queue/names.ts';
 import type { Simulator } from '../../src/simulator/index.ts';
 import { httpClient, svixHeaders, type RawRequest } from './helpers/http.ts';
 import { spawnService, startRedis, type RedisProc, type ServiceProc } from './helpers/procs.ts';
-import { credentials, queueOf, recordResult, scale, scanLogs, scratchDir, startSim } from './helpers/scenario.ts';
+import { credentials, queueOf, recordResult, scale, scanLogs, scratchDir, startSim, serviceEnv } from './helpers/scenario.ts';
 
 const tmp = scratchDir('hostile');
 const creds = credentials();
@@ -25,12 +25,7 @@ beforeAll(async () => {
   redis = await startRedis(join(tmp.path, 'redis'), { fsync: 'everysec' });
   sim = await startSim(creds);
   service = await spawnService({
-    CLERK_SECRET_KEY: creds.secretKey,
-    CLERK_WEBHOOK_SIGNING_SECRET: creds.signingSecret,
-    CLERK_API_URL: sim.url,
-    REDIS_URL: redis.url,
-    MIRROR_DB_PATH: join(tmp.path, 'mirror.db'),
-    MIRROR_API_KEY: creds.apiKey,
+    ...serviceEnv(creds, sim, redis, join(tmp.path, 'mirror.db')),
     LOG_LEVEL: 'debug',
   });
   q = queueOf(redis.url);

@@ -20,6 +20,7 @@ import {
   scratchDir,
   startSim,
   waitConverged,
+  serviceEnv,
 } from './helpers/scenario.ts';
 import type { Simulator } from '../../src/simulator/index.ts';
 
@@ -50,12 +51,7 @@ it(`Redis SIGKILLed for ${DOWN_MS} ms during ${EVENTS} events: every 2xx is in t
   sim = await startSim(creds, { faults: { latencyMs: { min: 5, max: 30 } }, delivery: { retryScale: 0.001 } });
   const dbPath = join(tmp.path, 'mirror.db');
   service = await spawnService({
-    CLERK_SECRET_KEY: creds.secretKey,
-    CLERK_WEBHOOK_SIGNING_SECRET: creds.signingSecret,
-    CLERK_API_URL: sim.url,
-    REDIS_URL: redis.url,
-    MIRROR_DB_PATH: dbPath,
-    MIRROR_API_KEY: creds.apiKey,
+    ...serviceEnv(creds, sim, redis, dbPath),
     LOG_LEVEL: 'debug',
     BAPI_RATE_LIMIT: '100000',
     BAPI_TIMEOUT_MS: '5000',

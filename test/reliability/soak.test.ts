@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Simulator } from '../../src/simulator/index.ts';
 import { spawnService, startRedis, type RedisProc, type ServiceProc } from './helpers/procs.ts';
-import { CHAOS, busyJobs, credentials, duplicateRows, queueOf, recordResult, runLoad, scanLogs, scratchDir, startSim, waitConverged } from './helpers/scenario.ts';
+import { CHAOS, busyJobs, credentials, duplicateRows, queueOf, recordResult, runLoad, scanLogs, scratchDir, startSim, waitConverged, serviceEnv } from './helpers/scenario.ts';
 
 const EVENTS = Number(process.env.SOAK_EVENTS ?? 200_000);
 const RATE = Number(process.env.SOAK_RATE ?? 400);
@@ -36,12 +36,7 @@ describe.skipIf(!CHAOS)('soak', () => {
     sim = await startSim(creds);
     const dbPath = join(tmp.path, 'mirror.db');
     service = await spawnService({
-      CLERK_SECRET_KEY: creds.secretKey,
-      CLERK_WEBHOOK_SIGNING_SECRET: creds.signingSecret,
-      CLERK_API_URL: sim.url,
-      REDIS_URL: redis.url,
-      MIRROR_DB_PATH: dbPath,
-      MIRROR_API_KEY: creds.apiKey,
+      ...serviceEnv(creds, sim, redis, dbPath),
       LOG_LEVEL: 'info',
       BAPI_RATE_LIMIT: '1000000',
     });

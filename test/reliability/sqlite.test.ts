@@ -12,7 +12,7 @@ import { afterAll, expect, it } from 'vitest';
 import { createMirror } from '../../src/index.ts';
 import type { Simulator } from '../../src/simulator/index.ts';
 import { ROOT, spawnService, startRedis, type RedisProc, type ServiceProc } from './helpers/procs.ts';
-import { credentials, recordResult, runLoad, scale, scanLogs, scratchDir, startSim } from './helpers/scenario.ts';
+import { credentials, recordResult, runLoad, scale, scanLogs, scratchDir, startSim, serviceEnv } from './helpers/scenario.ts';
 
 const tmp = scratchDir('sqlite');
 const creds = credentials();
@@ -73,12 +73,7 @@ it('readers in another process see whole, monotonic rows while the worker writes
   sim = await startSim(creds, { faults: { latencyMs: { min: 1, max: 5 } } });
   const dbPath = join(tmp.path, 'mirror.db');
   service = await spawnService({
-    CLERK_SECRET_KEY: creds.secretKey,
-    CLERK_WEBHOOK_SIGNING_SECRET: creds.signingSecret,
-    CLERK_API_URL: sim.url,
-    REDIS_URL: redis.url,
-    MIRROR_DB_PATH: dbPath,
-    MIRROR_API_KEY: creds.apiKey,
+    ...serviceEnv(creds, sim, redis, dbPath),
     LOG_LEVEL: 'debug',
     BAPI_RATE_LIMIT: '100000',
   });

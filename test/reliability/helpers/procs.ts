@@ -3,7 +3,6 @@
 // through its binary, exactly as an operator would, with its output captured.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -11,16 +10,9 @@ export const ROOT = join(import.meta.dirname, '../../..');
 export const BIN = join(ROOT, 'bin/clerk-invitation-mirror.js');
 export const REDIS_SERVER = process.env.REDIS_SERVER ?? '/usr/bin/redis-server';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { freePort, redisServerArgs } from '../../../src/redis/managed.ts';
+
+export { freePort };
 
 function waitForLine(proc: ChildProcess, pattern: string, timeoutMs: number, what: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -67,9 +59,7 @@ export async function startRedis(dir: string, { aof = true, fsync = 'always' }: 
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   let proc: ChildProcess | undefined;
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--maxmemory-policy', 'noeviction'];
-  if (aof) args.push('--appendonly', 'yes', '--appendfsync', fsync);
-  else args.push('--appendonly', 'no');
+  const args = redisServerArgs({ port, dir, appendfsync: aof ? fsync : false });
   const r: RedisProc = {
     url: `redis://127.0.0.1:${port}`,
     port,

@@ -35,6 +35,18 @@ export function credentials() {
 }
 export type Credentials = ReturnType<typeof credentials>;
 
+/** The variables every scenario's service needs: its credentials and where Clerk, Redis and the mirror are. */
+export function serviceEnv(creds: Credentials, sim: { url: string }, redis: { url: string }, dbPath: string) {
+  return {
+    CLERK_SECRET_KEY: creds.secretKey,
+    CLERK_WEBHOOK_SIGNING_SECRET: creds.signingSecret,
+    CLERK_API_URL: sim.url,
+    REDIS_URL: redis.url,
+    MIRROR_DB_PATH: dbPath,
+    MIRROR_API_KEY: creds.apiKey,
+  };
+}
+
 export function scratchDir(name: string): { path: string; cleanup(): void } {
   const path = mkdtempSync(join(tmpdir(), `cim-rel-${name}-`));
   return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
