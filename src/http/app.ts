@@ -8,6 +8,7 @@ import { webhookRoutes } from '../webhooks/route.ts';
 import { notFoundBody } from '../clerk/errors.ts';
 import { bearerAuth } from './auth.ts';
 import { dashboardRoutes } from './dashboard.ts';
+import { fastInvitationRead, serverWithFastPath } from './fast-read.ts';
 import { sendJson } from './json-reply.ts';
 import { healthRoutes, type ReadinessCheck } from './health.ts';
 import { metricsRoutes, type MirrorMetrics } from './metrics.ts';
@@ -25,12 +26,21 @@ export interface BuildAppOptions {
   metrics?: { metrics: MirrorMetrics; keys?: readonly string[] };
   /** bull-board at `/admin/queues`, behind `keys` (Bearer, or Basic with the key as password). */
   dashboard?: { queues: Queue[]; keys: readonly string[] };
+  /**
+   * Answer plain single-invitation reads before Fastify (see fast-read.ts); off only to
+   * compare both paths in tests.
+   * @defaultValue true
+   */
+  fastPath?: boolean;
 }
 
 /** Builds the HTTP app without listening; tests call `inject`, `start` calls `listen`. */
-export async function buildApp({ log, stats, receiver, readiness, api, metrics, dashboard }: BuildAppOptions): Promise<FastifyInstance> {
+export async function buildApp({ log, stats, receiver, readiness, api, metrics, dashboard, fastPath = true }: BuildAppOptions): Promise<FastifyInstance> {
   const v1Auth = api ? bearerAuth(api.keys) : undefined;
+  let closing = false;
+  const fastRead = api && v1Auth && fastPath ? fastInvitationRead({ reader: api.reader, auth: v1Auth, isClosing: () => closing }) : undefined;
   const app = Fastify({
+    ...(fastRead ? { serverFactory: serverWithFastPath(fastRead) } : {}),
     // Ids longer than this never match Clerk's shapes; the handler answers them 404 after auth.
     routerOptions: { maxParamLength: 1024 },
     // URLs the router refuses (bad percent-encoding, a longer parameter) get the same order of
@@ -49,6 +59,10 @@ export async function buildApp({ log, stats, receiver, readiness, api, metrics, 
     // rates building one for every request was measurable.
     childLoggerFactory: (logger) => logger,
     return503OnClosing: true,
+  });
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
   });
   // Answers carry no stack traces or internals.
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {

@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { unauthorizedBody } from '../clerk/errors.ts';
 import { sendJson } from './json-reply.ts';
@@ -60,8 +61,8 @@ export interface BearerAuthOptions {
  */
 export interface BearerAuthHook {
   (req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void;
-  /** True when the request carries one of the keys. */
-  check(req: FastifyRequest): boolean;
+  /** True when the request carries one of the keys (a Fastify or a bare node:http request). */
+  check(req: { headers: IncomingHttpHeaders }): boolean;
   /** Sends the 401 (with its `WWW-Authenticate` challenge). */
   refuse(reply: FastifyReply): FastifyReply;
 }
@@ -77,7 +78,7 @@ export function bearerAuth(keys: readonly string[], { basicRealm }: BearerAuthOp
   const digests = keys.filter((k) => typeof k === 'string' && k.length > 0).map(digest);
   if (digests.length === 0) throw new Error(NO_CREDENTIAL_MESSAGE);
   const challenge = basicRealm === undefined ? 'Bearer' : `Basic realm="${basicRealm}", charset="UTF-8"`;
-  const check = (req: FastifyRequest): boolean => {
+  const check = (req: { headers: IncomingHttpHeaders }): boolean => {
     const header = req.headers.authorization;
     const token = bearerToken(header) ?? (basicRealm === undefined ? undefined : basicPassword(header));
     if (token === undefined) return false;

@@ -16,8 +16,8 @@ export interface ReadApiOptions {
 }
 
 /** Clerk's id shapes: a prefix, an underscore, letters and digits. Anything else is a miss without a query. */
-const ORGANIZATION_ID = /^org_[A-Za-z0-9]{1,64}$/;
-const INVITATION_ID = /^orginv_[A-Za-z0-9]{1,64}$/;
+export const ORGANIZATION_ID = /^org_[A-Za-z0-9]{1,64}$/;
+export const INVITATION_ID = /^orginv_[A-Za-z0-9]{1,64}$/;
 
 type Query = Record<string, string | string[] | undefined>;
 

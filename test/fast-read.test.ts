@@ -1,0 +1,120 @@
+import { createServer, request, type Server } from 'node:http';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/http/app.ts';
+import { bearerAuth } from '../src/http/auth.ts';
+import { fastInvitationRead } from '../src/http/fast-read.ts';
+import { createLogger } from '../src/logger.ts';
+import { MirrorReader } from '../src/mirror/lookup.ts';
+import { migrateMirror } from '../src/mirror/migrate.ts';
+import { openMirrorDb, type MirrorConnection } from '../src/mirror/open.ts';
+import { MirrorWriter } from '../src/mirror/upsert.ts';
+import { PipelineStats } from '../src/stats.ts';
+import { invitation, tempDir } from './helpers/fixtures.ts';
+
+const KEY = 'fast-read-key-0123456789abcdef';
+const ORG = 'org_fast1';
+const LIVE = 'orginv_live1';
+const UNICODE = 'orginv_unicode1';
+const GONE = 'orginv_gone1';
+const tmp = tempDir();
+let conn: MirrorConnection;
+let reader: MirrorReader;
+const apps: FastifyInstance[] = [];
+let fastUrl: string;
+let slowUrl: string;
+
+beforeAll(async () => {
+  conn = openMirrorDb({ path: join(tmp.path, 'mirror.db') });
+  migrateMirror(conn);
+  const writer = new MirrorWriter(conn);
+  const at = Date.now();
+  writer.writeMany([
+    { kind: 'present', invitation: invitation({ id: LIVE, organization_id: ORG }), observedAt: at, source: 'webhook' },
+    // Non-ASCII text: content-length must count bytes, not characters.
+    { kind: 'present', invitation: invitation({ id: UNICODE, organization_id: ORG, public_metadata: { team: 'Ærø ✓ 💥' } }), observedAt: at, source: 'webhook' },
+    { kind: 'gone', id: GONE, organizationId: ORG, observedAt: at, source: 'webhook' },
+  ]);
+  reader = new MirrorReader(conn);
+  for (const fastPath of [true, false]) {
+    const app = await buildApp({ log: createLogger({ level: 'silent' }), stats: new PipelineStats(), readiness: {}, api: { reader, keys: [KEY] }, fastPath });
+    apps.push(app);
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    if (fastPath) fastUrl = url;
+    else slowUrl = url;
+  }
+});
+afterAll(async () => {
+  for (const app of apps) await app.close();
+  conn?.sqlite.close();
+  tmp.cleanup();
+});
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** A raw HTTP/1.1 request, so headers and bytes are seen exactly as sent. */
+function send(base: string, path: string, { method = 'GET', auth = `Bearer ${KEY}` as string | null } = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${base}${path}`, { method, headers: auth === null ? {} : { authorization: auth } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const path = (org: string, id: string) => `/v1/organizations/${org}/invitations/${id}`;
+const cases: [string, string, { method?: string; auth?: string | null }][] = [
+  ['a live invitation', path(ORG, LIVE), {}],
+  ['non-ASCII JSON', path(ORG, UNICODE), {}],
+  ['a lower-case scheme with extra spaces', path(ORG, LIVE), { auth: `bearer   ${KEY}` }],
+  ['a tombstone', path(ORG, GONE), {}],
+  ['another organization', path('org_other1', LIVE), {}],
+  ['a miss', path(ORG, 'orginv_nothere'), {}],
+  ['a wrong key', path(ORG, LIVE), { auth: 'Bearer nope' }],
+  ['no key', path(ORG, LIVE), { auth: null }],
+  ['HEAD', path(ORG, LIVE), { method: 'HEAD' }],
+  ['a query string', `${path(ORG, LIVE)}?x=1`, {}],
+  ['a trailing slash', `${path(ORG, LIVE)}/`, {}],
+  ['a percent-encoded id', path(ORG, 'orginv_%6Cive1'), {}],
+  ['POST', path(ORG, LIVE), { method: 'POST' }],
+];
+
+describe('fast single-invitation read', () => {
+  it.each(cases)('answers %s exactly as the Fastify route does', async (_name, p, opts) => {
+    const [fast, slow] = [await send(fastUrl, p, opts), await send(slowUrl, p, opts)];
+    const strip = (h: Answer['headers']) => Object.fromEntries(Object.entries(h).filter(([k]) => k !== 'date'));
+    expect(fast.status).toBe(slow.status);
+    expect(strip(fast.headers)).toStrictEqual(strip(slow.headers));
+    expect(fast.body.equals(slow.body)).toBe(true);
+  });
+
+  it('takes only the plain success and leaves every other request to Fastify', async () => {
+    let closing = false;
+    const fast = fastInvitationRead({ reader, auth: bearerAuth([KEY]), isClosing: () => closing });
+    // Stands in for Fastify: anything the fast path declines is answered 599 here.
+    const server: Server = createServer((req, res) => {
+      if (!fast(req, res)) res.writeHead(599).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    try {
+      const taken: string[] = [];
+      for (const [name, p, opts] of cases) if ((await send(base, p, opts)).status !== 599) taken.push(name);
+      expect(taken).toStrictEqual(['a live invitation', 'non-ASCII JSON', 'a lower-case scheme with extra spaces']);
+      const hit = await send(base, path(ORG, LIVE));
+      expect(hit.body.toString('utf8')).toBe(reader.findRaw(ORG, LIVE));
+      closing = true;
+      expect((await send(base, path(ORG, LIVE))).status).toBe(599);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
