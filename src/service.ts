@@ -10,6 +10,7 @@ import type { Logger } from './logger.ts';
 import { MirrorReader } from './mirror/lookup.ts';
 import { isMigrated, migrateMirror } from './mirror/migrate.ts';
 import { openMirrorDb, type MirrorConnection } from './mirror/open.ts';
+import { GroupCommitWriter } from './mirror/group-commit.ts';
 import { MirrorWriter } from './mirror/upsert.ts';
 import type { SyncJobData } from './queue/job.ts';
 import { QUEUE_PREFIX } from './queue/names.ts';
@@ -101,7 +102,8 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
         log.info({ redisUrl }, 'started a private redis-server (set REDIS_URL to use your own)');
       }
       const connect = (failFast: boolean) => {
-        const c = connectRedis(redisUrl!, { failFast });
+        // The fail-fast connection only enqueues: independent commands, safe to batch.
+        const c = connectRedis(redisUrl!, { failFast, autoPipelining: failFast });
         c.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
         connections.push(c);
         return c;
@@ -119,7 +121,7 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
           rateLimit: config.clerk.rateLimit,
           concurrency,
           bapi: new BapiClient({ apiUrl: config.clerk.apiUrl, secretKey: config.clerk.secretKey!, timeoutMs: config.clerk.timeoutMs }),
-          writer: new MirrorWriter(mirror!),
+          writer: new GroupCommitWriter(new MirrorWriter(mirror!)),
           ...consumerSide(new SyncQueue({ connection: connect(false) })),
           log,
           stats,

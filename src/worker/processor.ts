@@ -2,13 +2,14 @@ import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import { BapiRateLimitedError, classifyError, type BapiError } from '../clerk/bapi-errors.ts';
 import type { BapiClient } from '../clerk/client.ts';
 import type { Logger } from '../logger.ts';
-import type { MirrorWriter, UpsertOutcome } from '../mirror/upsert.ts';
+import type { InvitationWrite, MirrorWriter, UpsertOutcome } from '../mirror/upsert.ts';
 import { syncJobSchema, type SyncJobData } from '../queue/job.ts';
 import type { PipelineStats } from '../stats.ts';
 
 export interface ProcessorDeps {
   bapi: BapiClient;
-  writer: MirrorWriter;
+  /** A MirrorWriter, or a GroupCommitWriter that commits concurrent jobs' writes together. */
+  writer: Pick<MirrorWriter, 'storedVersion'> & { write(w: InvitationWrite): UpsertOutcome | Promise<UpsertOutcome> };
   /** The queue the worker consumes: a 429 pauses all of it, for every worker. */
   queue: Queue<SyncJobData>;
   log: Logger;
@@ -83,7 +84,7 @@ export function createProcessor({ bapi, writer, queue, log, stats, announced, no
       stats.bapiCall('200', performance.now() - calledAt);
       return {
         gone: false,
-        outcome: writer.write({ kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: sourceOf(data) }),
+        outcome: await writer.write({ kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: sourceOf(data) }),
       };
     } catch (err) {
       const kind = classifyError(err);
@@ -91,7 +92,7 @@ export function createProcessor({ bapi, writer, queue, log, stats, announced, no
       if (kind !== 'not_found') return onFailure[kind](err as BapiError, job);
       return {
         gone: true,
-        outcome: writer.write({
+        outcome: await writer.write({
           kind: 'gone',
           id: data.invitationId,
           organizationId: data.organizationId,
