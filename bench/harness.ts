@@ -118,6 +118,8 @@ export interface Backend {
   simCpuUs(): number;
   /** Requests the simulator's BAPI has answered so far. */
   simRequests(): Promise<number>;
+  /** Requests answered and those refused with 429 so far. */
+  simStats(): Promise<{ requests: number; rateLimited: number }>;
   /** The invitations the simulator was prepared with (see SimChildInput's plan). */
   invitations: Record<string, unknown>[];
   secretKey: string;
@@ -129,7 +131,12 @@ export interface Backend {
  * A private redis-server and the BAPI simulator (no rate limit, no faults, no latency) in a
  * child process of its own, both registered with `defer`.
  */
-export async function startBackend(dir: string, defer: (close: () => Promise<void> | void) => void, plan: SimChildInput['plan'] = { kind: 'none' }): Promise<Backend> {
+export async function startBackend(
+  dir: string,
+  defer: (close: () => Promise<void> | void) => void,
+  plan: SimChildInput['plan'] = { kind: 'none' },
+  sim: Pick<SimChildInput, 'limits' | 'omitInvitations'> = {},
+): Promise<Backend> {
   const secretKey = `sk_test_bench${randomBytes(12).toString('hex')}`;
   const signingSecret = `whsec_${randomBytes(32).toString('base64')}`;
   const redis = await startRedis(dir);
@@ -142,7 +149,7 @@ export async function startBackend(dir: string, defer: (close: () => Promise<voi
     }),
   );
   defer(() => stopChild(child));
-  const sim = await new Promise<SimChildOutput>((resolve, reject) => {
+  const started = await new Promise<SimChildOutput>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error('simulator child did not start within 60 s')), 60_000);
     child.once('error', reject);
@@ -157,22 +164,24 @@ export async function startBackend(dir: string, defer: (close: () => Promise<voi
         resolve(JSON.parse(out.slice(0, nl)) as SimChildOutput);
       }
     });
-    child.stdin!.end(JSON.stringify({ secretKey, signingSecret, plan } satisfies SimChildInput));
+    child.stdin!.end(JSON.stringify({ secretKey, signingSecret, plan, ...sim } satisfies SimChildInput));
   });
   child.removeAllListeners('exit');
   child.once('exit', () => children.delete(child));
 
-  const simRequests = async () => {
-    const res = await fetch(`${sim.url}/_control/stats`, { headers: { authorization: `Bearer ${secretKey}` } });
-    return ((await res.json()) as { requests: number }).requests;
+  const simStats = async () => {
+    const res = await fetch(`${started.url}/_control/stats`, { headers: { authorization: `Bearer ${secretKey}` } });
+    return (await res.json()) as { requests: number; rateLimited: number };
   };
+  const simRequests = async () => (await simStats()).requests;
   return {
     redisUrl: redis.url,
     redisCpuUs: () => procCpuUs(redis.pid),
-    simUrl: sim.url,
+    simUrl: started.url,
     simCpuUs: () => procCpuUs(child.pid!),
     simRequests,
-    invitations: sim.invitations,
+    simStats,
+    invitations: started.invitations,
     secretKey,
     signingSecret,
     dbPath: join(dir, 'mirror.db'),

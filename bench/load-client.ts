@@ -6,6 +6,7 @@ import { Agent, request } from 'node:http';
 import Database from 'better-sqlite3';
 import autocannon from 'autocannon';
 import { Webhook } from 'svix';
+import { requestBytes, runRawLoad } from './raw-load.ts';
 
 /** Invitations the webhooks are about: `given` (real ones from the simulator) or `synthetic` ids. */
 export type EventSource =
@@ -15,7 +16,8 @@ export type EventSource =
   | { kind: 'repeated'; count: number; distinct: number; salt: string };
 
 export interface AutocannonInput {
-  mode: 'autocannon';
+  /** `raw`: bench/raw-load.ts instead of autocannon, same input and output. */
+  mode: 'autocannon' | 'raw';
   url: string;
   secret: string;
   events: EventSource;
@@ -173,6 +175,27 @@ async function runAutocannon(input: AutocannonInput): Promise<AutocannonOutput> 
   };
 }
 
+async function runRaw(input: AutocannonInput): Promise<AutocannonOutput> {
+  const pool = presign(input.secret, input.events).map((s) => requestBytes(input.url, s.headers, s.body));
+  const cpu0 = process.cpuUsage();
+  const r = await runRawLoad(pool, input);
+  const lat = r.latenciesMs;
+  return {
+    requests2xx: r.ok2xx,
+    non2xx: r.non2xx,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    durationS: r.durationS,
+    rate: r2(r.ok2xx / r.durationS),
+    latencyP50Ms: r2(pct(lat, 50)),
+    latencyP99Ms: r2(pct(lat, 99)),
+    latencyMaxMs: r2(lat[lat.length - 1] ?? NaN),
+    poolUse: r2(r.sent / pool.length),
+    sent: r.sent,
+    clientCpuUsPerReq: r2(cpuUs(process.cpuUsage(cpu0)) / r.sent),
+  };
+}
+
 function post(agent: Agent, url: URL, s: Signed): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: 'POST', agent, headers: { ...s.headers, 'content-length': String(s.body.length) } }, (res) => {
@@ -285,7 +308,7 @@ async function main() {
   let raw = '';
   for await (const chunk of process.stdin) raw += String(chunk);
   const input = JSON.parse(raw) as LoadInput;
-  const out: LoadOutput = input.mode === 'autocannon' ? await runAutocannon(input) : await runSend(input);
+  const out: LoadOutput = input.mode === 'send' ? await runSend(input) : input.mode === 'raw' ? await runRaw(input) : await runAutocannon(input);
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 

@@ -12,7 +12,7 @@ await withResources('profile-receiver', async (dir, defer) => {
   await session.post('Profiler.enable');
   await session.post('Profiler.setSamplingInterval', { interval: 250 });
   await session.post('Profiler.start');
-  const out = await runLoadClient<AutocannonOutput>({ mode: 'autocannon', url: webhookUrlOf(w), secret: backend.signingSecret, events: { kind: 'synthetic', count: 60000, organizations: 100, salt: 'p' }, connections: 50, warmupS: 0, durationS: 8 }, 120_000);
+  const out = await runLoadClient<AutocannonOutput>({ mode: 'raw', url: webhookUrlOf(w), secret: backend.signingSecret, events: { kind: 'synthetic', count: 60000, organizations: 100, salt: 'p' }, connections: 50, warmupS: 0, durationS: 8 }, 120_000);
   const { profile } = await session.post('Profiler.stop');
   const N = out.sent;
   console.log(out);
@@ -28,6 +28,6 @@ await withResources('profile-receiver', async (dir, defer) => {
     for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) seen.add(key(cur));
     for (const k of seen) incl.set(k, (incl.get(k) ?? 0) + d);
   });
-  console.log([...incl].sort((a, b) => b[1] - a[1]).slice(0, 70).map(([k, t]) => `${(t / total * 100).toFixed(1).padStart(5)}%  ${(t / N).toFixed(0).padStart(5)}us/req  ${k}`).join('\n'));
+  console.log([...incl].sort((a, b) => b[1] - a[1]).slice(0, 90).map(([k, t]) => `${(t / total * 100).toFixed(1).padStart(5)}%  ${(t / N).toFixed(0).padStart(5)}us/req  ${k}`).join('\n'));
   await w.stop();
 });

@@ -9,6 +9,10 @@ export interface SimChildInput {
   signingSecret: string;
   /** `seed`: pre-existing invitations (store.seed); `create`: new pending ones (store.createInvitation). */
   plan: { kind: 'seed'; organizations: number; invitationsPerOrganization: number } | { kind: 'create'; organizations: number; invitations: number } | { kind: 'none' };
+  /** Clerk's limits and latency to imitate. @defaultValue no rate limit, no added latency */
+  limits?: { rateLimit: number; rateWindowMs: number; latencyMs: number };
+  /** Leave SimChildOutput.invitations empty (a large seed need not cross the pipe). */
+  omitInvitations?: boolean;
 }
 
 export interface SimChildOutput {
@@ -20,13 +24,19 @@ export interface SimChildOutput {
 let raw = '';
 for await (const chunk of process.stdin) raw += String(chunk);
 const input = JSON.parse(raw) as SimChildInput;
-const sim = await startSimulator({ secretKey: input.secretKey, signingSecret: input.signingSecret, rateLimit: 0 });
+const limits = input.limits;
+const sim = await startSimulator({
+  secretKey: input.secretKey,
+  signingSecret: input.signingSecret,
+  rateLimit: limits?.rateLimit ?? 0,
+  ...(limits ? { rateWindowMs: limits.rateWindowMs, faults: { latencyMs: limits.latencyMs } } : {}),
+});
 const { store } = sim;
 let invitations: Record<string, unknown>[] = [];
 const plan = input.plan;
 if (plan.kind === 'seed') {
   const { invitationIds } = store.seed(plan);
-  invitations = invitationIds.map((id) => store.getInvitation(id) as unknown as Record<string, unknown>);
+  if (!input.omitInvitations) invitations = invitationIds.map((id) => store.getInvitation(id) as unknown as Record<string, unknown>);
 } else if (plan.kind === 'create') {
   // The simulator has no webhook endpoint here, so creating sends nothing: the load client
   // posts each invitation's signed webhook itself, at the pace the benchmark wants.
