@@ -113,6 +113,14 @@ describe('fast single-invitation read', () => {
       expect(hit.body.toString('utf8')).toBe(reader.findRaw(ORG, LIVE));
       closing = true;
       expect((await send(base, path(ORG, LIVE))).status).toBe(599);
+      closing = false;
+      // A lookup that throws (here: the connection is closed) is left to Fastify, which
+      // answers 500, instead of escaping the 'request' listener and ending the process.
+      const other = openMirrorDb({ path: join(tmp.path, 'mirror.db'), readonly: true });
+      const broken = fastInvitationRead({ reader: new MirrorReader(other), auth: bearerAuth([KEY]), isClosing: () => false });
+      other.sqlite.close();
+      const fake = { method: 'GET', url: path(ORG, LIVE), headers: { authorization: `Bearer ${KEY}` } };
+      expect(broken(fake as never, {} as never)).toBe(false);
     } finally {
       await new Promise((r) => server.close(r));
     }

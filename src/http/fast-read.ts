@@ -22,7 +22,7 @@ const PATH = /^\/v1\/organizations\/([^/?#]+)\/invitations\/([^/?#]+)$/;
  * routing, hooks and reply pipeline (about 40% of a request's CPU in bench/profile-read.ts).
  * It takes only the plain success: a GET of exactly that path (no query, ids of Clerk's
  * shape, so no decoding can differ), the bearer accepted, a live row of that organization.
- * Everything else (401, 404, 422, HEAD, odd URLs, shutdown) falls through to the Fastify
+ * Everything else (401, 404, 422, HEAD, odd URLs, shutdown, a failing lookup) falls through to the Fastify
  * route, which stays the one definition of those answers; test/read-api.test.ts checks that
  * both paths send the same status, headers and bytes.
  */
@@ -33,7 +33,14 @@ export function fastInvitationRead({ reader, auth, isClosing }: FastInvitationRe
     if (!m) return false;
     const [, organizationId, invitationId] = m as unknown as [string, string, string];
     if (!ORGANIZATION_ID.test(organizationId) || !INVITATION_ID.test(invitationId) || !auth.check(req)) return false;
-    const raw = reader.findRaw(organizationId, invitationId);
+    let raw: string | undefined;
+    try {
+      raw = reader.findRaw(organizationId, invitationId);
+    } catch {
+      // A throw here would escape the server's 'request' listener and end the process;
+      // Fastify's route meets the same error and answers (and logs) it as for any route.
+      return false;
+    }
     if (raw === undefined) return false;
     const body = Buffer.from(raw, 'utf8');
     res.writeHead(200, { 'content-type': JSON_CONTENT_TYPE, 'content-length': body.length });
