@@ -102,8 +102,7 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
         log.info({ redisUrl }, 'started a private redis-server (set REDIS_URL to use your own)');
       }
       const connect = (failFast: boolean) => {
-        // The fail-fast connection only enqueues: independent commands, safe to batch.
-        const c = connectRedis(redisUrl!, { failFast, autoPipelining: failFast });
+        const c = connectRedis(redisUrl!, { failFast });
         c.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
         connections.push(c);
         return c;

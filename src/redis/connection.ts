@@ -9,17 +9,10 @@ export interface RedisConnectOptions {
    * @defaultValue false
    */
   failFast?: boolean;
-  /**
-   * Send the commands issued in one event-loop turn as one pipeline (ioredis
-   * `enableAutoPipelining`). The receiver's enqueues are independent, and under load dozens
-   * of webhooks share one write and one read instead of two each.
-   * @defaultValue false
-   */
-  autoPipelining?: boolean;
 }
 
 /** An ioredis connection fit for BullMQ. */
-export function connectRedis(url: string, { failFast = false, autoPipelining = false }: RedisConnectOptions = {}): Redis {
+export function connectRedis(url: string, { failFast = false }: RedisConnectOptions = {}): Redis {
   const options: RedisOptions = {
     // BullMQ's blocking commands must not be cut off by a per-request retry limit.
     maxRetriesPerRequest: failFast ? 1 : null,
@@ -28,7 +21,6 @@ export function connectRedis(url: string, { failFast = false, autoPipelining = f
     retryStrategy: (times) => Math.min(100 * times, 2000),
     connectionName: 'clerk-invitation-mirror',
     lazyConnect: false,
-    enableAutoPipelining: autoPipelining,
   };
   return new Redis(url, options);
 }
