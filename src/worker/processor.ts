@@ -77,31 +77,29 @@ export function createProcessor({ bapi, writer, queue, log, stats, announced, no
     return stored && stored.updatedAt >= newestAnnounced ? { outcome: 'unchanged', gone: stored.deleted, skipped: true } : undefined;
   }
 
-  async function fetchAndWrite(data: SyncJobData, job: Job<SyncJobData>): Promise<SyncResult> {
+  /**
+   * What BAPI says about the invitation: its state, or that it is gone (404). Any other
+   * answer steers the job through `onFailure`.
+   */
+  async function fetchState(data: SyncJobData, job: Job<SyncJobData>): Promise<InvitationWrite> {
     const calledAt = performance.now();
     try {
       const got = await bapi.getOrganizationInvitation(data.organizationId, data.invitationId);
       stats.bapiCall('200', performance.now() - calledAt);
-      return {
-        gone: false,
-        outcome: await writer.write({ kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: sourceOf(data) }),
-      };
+      return { kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: sourceOf(data) };
     } catch (err) {
       const kind = classifyError(err);
       stats.bapiCall(String((err as BapiError).status ?? kind), performance.now() - calledAt);
       if (kind !== 'not_found') return onFailure[kind](err as BapiError, job);
-      return {
-        gone: true,
-        outcome: await writer.write({
-          kind: 'gone',
-          id: data.invitationId,
-          organizationId: data.organizationId,
-          knownUpdatedAt: data.eventUpdatedAt,
-          observedAt: now(),
-          source: sourceOf(data),
-        }),
-      };
+      return { kind: 'gone', id: data.invitationId, organizationId: data.organizationId, knownUpdatedAt: data.eventUpdatedAt, observedAt: now(), source: sourceOf(data) };
     }
+  }
+
+  async function fetchAndWrite(data: SyncJobData, job: Job<SyncJobData>): Promise<SyncResult> {
+    const state = await fetchState(data, job);
+    // Outside the BAPI error handling: a failed write (a busy or full disk) is not an answer
+    // from Clerk, so it fails only this attempt and BullMQ retries the job with backoff.
+    return { gone: state.kind === 'gone', outcome: await writer.write(state) };
   }
 
   return async function process(job: Job<SyncJobData>): Promise<SyncResult> {
