@@ -22,9 +22,9 @@ const PATH = /^\/v1\/organizations\/([^/?#]+)\/invitations\/([^/?#]+)$/;
  * routing, hooks and reply pipeline (about 40% of a request's CPU in bench/profile-read.ts).
  * It takes only the plain success: a GET of exactly that path (no query, ids of Clerk's
  * shape, so no decoding can differ), the bearer accepted, a live row of that organization.
- * Everything else (401, 404, 422, HEAD, odd URLs, shutdown, a failing lookup) falls through to the Fastify
- * route, which stays the one definition of those answers; test/read-api.test.ts checks that
- * both paths send the same status, headers and bytes.
+ * Everything else (401, 404, 422, HEAD, odd URLs, shutdown, a failing lookup) falls through
+ * to the Fastify route, which stays the one definition of those answers;
+ * test/fast-read.test.ts checks that both paths send the same status, headers and bytes.
  */
 export function fastInvitationRead({ reader, auth, isClosing }: FastInvitationReadOptions): FastHandler {
   return (req, res) => {
