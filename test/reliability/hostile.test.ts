@@ -11,7 +11,7 @@ import { QUEUE_PREFIX, SYNC_QUEUE } from '../../src/queue/names.ts';
 import type { Simulator } from '../../src/simulator/index.ts';
 import { httpClient, svixHeaders, type RawRequest } from './helpers/http.ts';
 import { spawnService, startRedis, type RedisProc, type ServiceProc } from './helpers/procs.ts';
-import { credentials, queueOf, recordResult, scale, scanLogs, scratchDir, startSim, serviceEnv } from './helpers/scenario.ts';
+import { credentials, queueOf, recordResult, scale, scanLogs, releaseScenario, scratchDir, startSim, serviceEnv } from './helpers/scenario.ts';
 
 const tmp = scratchDir('hostile');
 const creds = credentials();
@@ -31,13 +31,7 @@ beforeAll(async () => {
   q = queueOf(redis.url);
 }, 90_000);
 
-afterAll(async () => {
-  await q?.close();
-  await service?.stop();
-  await sim?.close();
-  await redis?.stop();
-  tmp.cleanup();
-});
+afterAll(() => releaseScenario(tmp, { q, services: [service], sim, redis }));
 
 const ORG = 'org_2hostileOrg0001';
 const INV = 'orginv_2hostileInv0001';

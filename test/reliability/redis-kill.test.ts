@@ -17,6 +17,7 @@ import {
   runLoad,
   scale,
   scanLogs,
+  releaseScenario,
   scratchDir,
   startSim,
   waitConverged,
@@ -32,14 +33,7 @@ let service: ServiceProc | undefined;
 let q: ReturnType<typeof queueOf> | undefined;
 let rec: ReturnType<typeof recordWebhookAnswers> | undefined;
 
-afterAll(async () => {
-  rec?.restore();
-  await q?.close();
-  await service?.stop();
-  await sim?.close();
-  await redis?.stop();
-  tmp.cleanup();
-});
+afterAll(() => releaseScenario(tmp, { rec, q, services: [service], sim, redis }));
 
 const EVENTS = scale(800, 4000);
 const RATE = scale(200, 300);

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Simulator } from '../../src/simulator/index.ts';
 import { spawnService, startRedis, type RedisProc, type ServiceProc } from './helpers/procs.ts';
-import { CHAOS, busyJobs, credentials, duplicateRows, queueOf, recordResult, runLoad, scanLogs, scratchDir, startSim, waitConverged, serviceEnv } from './helpers/scenario.ts';
+import { CHAOS, busyJobs, credentials, duplicateRows, queueOf, recordResult, runLoad, scanLogs, releaseScenario, scratchDir, startSim, waitConverged, serviceEnv } from './helpers/scenario.ts';
 
 const EVENTS = Number(process.env.SOAK_EVENTS ?? 200_000);
 const RATE = Number(process.env.SOAK_RATE ?? 400);
@@ -23,13 +23,7 @@ describe.skipIf(!CHAOS)('soak', () => {
   let service: ServiceProc | undefined;
   let q: ReturnType<typeof queueOf> | undefined;
 
-  afterAll(async () => {
-    await q?.close();
-    await service?.stop();
-    await sim?.close();
-    await redis?.stop();
-    tmp.cleanup();
-  });
+  afterAll(() => releaseScenario(tmp, { q, services: [service], sim, redis }));
 
   it(`${EVENTS} events: anonymous RSS within 20% after warm-up, mirror equals truth`, { timeout: 4 * 3600_000 }, async () => {
     redis = await startRedis(join(tmp.path, 'redis'), { fsync: 'everysec' });

@@ -12,7 +12,7 @@ import { afterAll, expect, it } from 'vitest';
 import { createMirror } from '../../src/index.ts';
 import type { Simulator } from '../../src/simulator/index.ts';
 import { ROOT, spawnService, startRedis, type RedisProc, type ServiceProc } from './helpers/procs.ts';
-import { credentials, recordResult, runLoad, scale, scanLogs, scratchDir, startSim, serviceEnv } from './helpers/scenario.ts';
+import { credentials, recordResult, runLoad, scale, scanLogs, releaseScenario, scratchDir, startSim, serviceEnv } from './helpers/scenario.ts';
 
 const tmp = scratchDir('sqlite');
 const creds = credentials();
@@ -20,12 +20,7 @@ let redis: RedisProc | undefined;
 let sim: Simulator | undefined;
 let service: ServiceProc | undefined;
 
-afterAll(async () => {
-  await service?.stop();
-  await sim?.close();
-  await redis?.stop();
-  tmp.cleanup();
-});
+afterAll(() => releaseScenario(tmp, { services: [service], sim, redis }));
 
 interface Row {
   id: string;

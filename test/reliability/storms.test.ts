@@ -18,6 +18,7 @@ import {
   runLoad,
   scale,
   scanLogs,
+  releaseScenario,
   scratchDir,
   startSim,
   waitConverged,
@@ -34,14 +35,7 @@ let q: ReturnType<typeof queueOf> | undefined;
 let rec: ReturnType<typeof recordWebhookAnswers> | undefined;
 let dbPath = '';
 
-afterAll(async () => {
-  rec?.restore();
-  await q?.close();
-  await service?.stop();
-  await sim?.close();
-  await redis?.stop();
-  tmp.cleanup();
-});
+afterAll(() => releaseScenario(tmp, { rec, q, services: [service], sim, redis }));
 
 const EVENTS = scale(400, 3000);
 const HOT_EVENTS = 1000;

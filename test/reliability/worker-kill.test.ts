@@ -17,6 +17,7 @@ import {
   runLoad,
   scale,
   scanLogs,
+  releaseScenario,
   scratchDir,
   startSim,
   waitConverged,
@@ -33,15 +34,7 @@ let worker: ServiceProc | undefined;
 let q: ReturnType<typeof queueOf> | undefined;
 let rec: ReturnType<typeof recordWebhookAnswers> | undefined;
 
-afterAll(async () => {
-  rec?.restore();
-  await q?.close();
-  await worker?.stop();
-  await receiver?.stop();
-  await sim?.close();
-  await redis?.stop();
-  tmp.cleanup();
-});
+afterAll(() => releaseScenario(tmp, { rec, q, services: [worker, receiver], sim, redis }));
 
 const EVENTS = scale(1000, 4000);
 const RATE = scale(250, 300);

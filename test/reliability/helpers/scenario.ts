@@ -52,6 +52,31 @@ export function scratchDir(name: string): { path: string; cleanup(): void } {
   return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
 }
 
+/** What a scenario file may have started; any of it may be missing when a test failed early. */
+export interface ScenarioResources {
+  rec?: { restore(): void } | undefined;
+  q?: { close(): Promise<void> } | undefined;
+  /** Stopped in the order given. */
+  services?: ({ stop(): Promise<unknown> } | undefined)[];
+  sim?: { close(): Promise<void> } | undefined;
+  redis?: { stop(): Promise<unknown> } | undefined;
+}
+
+/**
+ * Releases a scenario's resources in the one safe order: the answer recorder, the test's queue
+ * view, the services (while Redis still answers, so they exit cleanly), the simulator, Redis,
+ * then the scratch directory. Call it from `afterAll` with a function that reads the
+ * scenario's variables then, not when the hook is registered.
+ */
+export async function releaseScenario(tmp: { cleanup(): void }, r: ScenarioResources): Promise<void> {
+  r.rec?.restore();
+  await r.q?.close();
+  for (const service of r.services ?? []) await service?.stop();
+  await r.sim?.close();
+  await r.redis?.stop();
+  tmp.cleanup();
+}
+
 export async function startSim(creds: Credentials, opts: Partial<SimulatorOptions> = {}): Promise<Simulator> {
   return startSimulator({ secretKey: creds.secretKey, signingSecret: creds.signingSecret, rateLimit: 0, seed: 7, ...opts });
 }
