@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
 import type { Redis } from '../redis/connection.ts';
+import { WriteCoalescer } from '../redis/coalesce-writes.ts';
 import { AnnouncedVersions } from './announced.ts';
 import { syncJobKey, syncJobSchema, type SyncJobData } from './job.ts';
 import { QUEUE_PREFIX, SYNC_JOB_NAME, SYNC_QUEUE } from './names.ts';
@@ -23,6 +24,12 @@ export interface SyncQueueOptions {
    * @defaultValue 3000
    */
   enqueueTimeoutMs?: number;
+  /**
+   * Send the commands of every enqueue made in one event-loop turn in one socket write
+   * (see WriteCoalescer); off only to measure what it saves (bench/enqueue-cost.ts).
+   * @defaultValue true
+   */
+  coalesceWrites?: boolean;
 }
 
 /** Thrown when a job could not be made durable in time; the receiver answers 503. */
@@ -37,12 +44,14 @@ export class SyncQueue {
   private readonly coalesceMs: number;
   private readonly attempts: number;
   private readonly enqueueTimeoutMs: number;
+  private readonly writes: WriteCoalescer | undefined;
 
-  constructor({ connection, coalesceMs = 200, attempts = 12, enqueueTimeoutMs = 3000 }: SyncQueueOptions) {
+  constructor({ connection, coalesceMs = 200, attempts = 12, enqueueTimeoutMs = 3000, coalesceWrites = true }: SyncQueueOptions) {
     this.queue = new Queue<SyncJobData>(SYNC_QUEUE, { connection, prefix: QUEUE_PREFIX });
     // Errors surface through `enqueue`; without a listener an 'error' event would crash the process.
     this.queue.on('error', () => {});
     this.announced = new AnnouncedVersions(connection);
+    this.writes = coalesceWrites ? new WriteCoalescer(connection) : undefined;
     this.coalesceMs = coalesceMs;
     this.attempts = attempts;
     this.enqueueTimeoutMs = enqueueTimeoutMs;
@@ -58,6 +67,8 @@ export class SyncQueue {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new EnqueueError(`Redis did not accept the job within ${this.enqueueTimeoutMs} ms`)), this.enqueueTimeoutMs);
     });
+    // Webhooks received in the same turn reach Redis in one write.
+    this.writes?.hold();
     try {
       // Sent first on the same connection, so Redis raises the version before the job exists.
       const raised = job.eventUpdatedAt === undefined ? undefined : this.announced.raise(job.invitationId, job.eventUpdatedAt);
