@@ -14,6 +14,9 @@ export class WebhookRejection extends Error {
 
 const SVIX_HEADERS = ['svix-id', 'svix-timestamp', 'svix-signature'] as const;
 
+// Stateless between calls (no `stream` option), so one serves every request.
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
 export interface ClerkEventEnvelope {
   type: string;
   data: unknown;
@@ -50,7 +53,7 @@ export class WebhookVerifier {
     }
     let parsed: unknown;
     try {
-      parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(rawBody));
+      parsed = JSON.parse(strictUtf8.decode(rawBody));
     } catch {
       throw new WebhookRejection(400, 'malformed_body', 'signed body is not UTF-8 JSON');
     }

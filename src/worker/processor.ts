@@ -71,10 +71,12 @@ export function createProcessor({ bapi, writer, queue, log, stats, announced, no
    * Reconciliation jobs (no event version) always fetch.
    */
   async function alreadyHeld(data: SyncJobData): Promise<SyncResult | undefined> {
-    const newestAnnounced = data.eventUpdatedAt === undefined ? undefined : await announced?.get(data.invitationId);
-    if (newestAnnounced === undefined) return undefined;
+    if (data.eventUpdatedAt === undefined || !announced) return undefined;
+    // The mirror first: an invitation it has never held (every new one) needs no Redis call.
     const stored = writer.storedVersion(data.invitationId);
-    return stored && stored.updatedAt >= newestAnnounced ? { outcome: 'unchanged', gone: stored.deleted, skipped: true } : undefined;
+    if (!stored) return undefined;
+    const newestAnnounced = await announced.get(data.invitationId);
+    return newestAnnounced !== undefined && stored.updatedAt >= newestAnnounced ? { outcome: 'unchanged', gone: stored.deleted, skipped: true } : undefined;
   }
 
   /**
