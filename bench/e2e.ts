@@ -1,12 +1,19 @@
 // The pipeline end to end: e2e.events_per_s (how fast a worker drains a backlog of distinct
 // invitations into the mirror) and e2e.lag_ms (how long an accepted webhook takes to show up
 // in the mirror under a steady 500 events/s). The service runs in this process; the simulator
-// (standing in for Clerk) and the webhook sender each run in a child process.
+// (standing in for Clerk) and the webhook sender each run in a child process. Next to the
+// baseline (an empty processor), a floor: a BullMQ worker that only fetches and writes.
 import { loadavg } from 'node:os';
+import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
+import { BapiClient } from '../src/clerk/client.ts';
+import { GroupCommitWriter } from '../src/mirror/group-commit.ts';
+import { migrateMirror } from '../src/mirror/migrate.ts';
+import { openMirrorDb } from '../src/mirror/open.ts';
+import { MirrorWriter } from '../src/mirror/upsert.ts';
 import { syncJobKey, type SyncJobData } from '../src/queue/job.ts';
 import { QUEUE_PREFIX, SYNC_JOB_NAME, SYNC_QUEUE } from '../src/queue/names.ts';
 import { round, runLoadClient, selfCpuUs, startBackend, startBenchService, webhookUrlOf, withResources } from './harness.ts';
@@ -53,16 +60,19 @@ export const e2eEventsBench: Benchmark = {
 
       // Baseline: the same N jobs (same options as SyncQueue gives them) on a queue of their
       // own, drained by a bare BullMQ Worker with an empty processor at the same concurrency.
+      const addJobs = async (queue: Queue) => {
+        for (let i = 0; i < N; i += 1000) {
+          await Promise.all(
+            data.slice(i, i + 1000).map((inv) => {
+              const d: SyncJobData = { organizationId: String(inv.organization_id), invitationId: String(inv.id), receivedAt: Date.now(), reason: 'organizationInvitation.created' };
+              return queue.add(SYNC_JOB_NAME, d, jobOptions(d));
+            }),
+          );
+        }
+      };
       const emptyQueue = new Queue('bench-empty', { connection: redis, prefix: QUEUE_PREFIX });
       defer(() => emptyQueue.close());
-      for (let i = 0; i < N; i += 1000) {
-        await Promise.all(
-          data.slice(i, i + 1000).map((inv) => {
-            const d: SyncJobData = { organizationId: String(inv.organization_id), invitationId: String(inv.id), receivedAt: Date.now(), reason: 'organizationInvitation.created' };
-            return emptyQueue.add(SYNC_JOB_NAME, d, jobOptions(d));
-          }),
-        );
-      }
+      await addJobs(emptyQueue);
       await sleep(COALESCE_MS + 100);
       // BullMQ never closes a connection it was handed: this one is quit by `defer`.
       const workerConnection = new Redis(backend.redisUrl, { maxRetriesPerRequest: null });
@@ -79,6 +89,34 @@ export const e2eEventsBench: Benchmark = {
       const baseNodeCpu = (selfCpuUs() - cpu0) / N;
       const baseRedisCpu = (backend.redisCpuUs() - redis0) / N;
       await emptyWorker.close();
+
+      // Floor: the least any worker on BullMQ does per invitation, the BAPI GET (our client)
+      // and the row's write (our writer), on the same N jobs. What this machine allows a worker
+      // built on BullMQ while the simulator answering it shares the two cores.
+      const floorQueue = new Queue('bench-floor', { connection: redis, prefix: QUEUE_PREFIX });
+      defer(() => floorQueue.close());
+      await addJobs(floorQueue);
+      await sleep(COALESCE_MS + 100);
+      const floorMirror = openMirrorDb({ path: join(dir, 'floor.db') });
+      defer(() => void floorMirror.sqlite.close());
+      migrateMirror(floorMirror);
+      const floorWriter = new GroupCommitWriter(new MirrorWriter(floorMirror));
+      const bapi = new BapiClient({ apiUrl: backend.simUrl, secretKey: backend.secretKey });
+      let floorDone = 0;
+      const t2 = performance.now();
+      const floorWorker = new Worker<SyncJobData>(
+        'bench-floor',
+        async ({ data }) => {
+          const got = await bapi.getOrganizationInvitation(data.organizationId, data.invitationId);
+          await floorWriter.write({ kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: 'webhook' });
+        },
+        { connection: workerConnection, prefix: QUEUE_PREFIX, concurrency: CONCURRENCY },
+      );
+      defer(() => floorWorker.close(true));
+      floorWorker.on('completed', () => floorDone++);
+      await waitFor(() => floorDone >= N, 300_000, 'the floor worker');
+      const floorS = (performance.now() - t2) / 1000;
+      await floorWorker.close();
 
       // Ours: N signed webhooks through the receiver (a backlog of N jobs), then a worker-only
       // service timed from its start until the N-th job has written its row.
@@ -127,6 +165,8 @@ export const e2eEventsBench: Benchmark = {
             concurrency: CONCURRENCY,
             seconds: round(oursS, 2),
             baseline_seconds: round(baselineS, 2),
+            floor_per_s: Math.round(N / floorS),
+            floor_ratio: ratio(N / floorS, baseline),
             worker_cpu_us_per_job: round(nodeCpu, 0),
             redis_cpu_us_per_job: round(redisCpu, 0),
             sim_cpu_us_per_job: round(simCpu, 0),
