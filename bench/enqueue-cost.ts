@@ -1,6 +1,7 @@
 // Not a benchmark: Node and Redis CPU per SyncQueue.enqueue against a private redis-server, with the
-// enqueue connection's writes coalesced per turn (as the receiver does) and without, 50 at a
-// time, alternating. `tsx bench/enqueue-cost.ts`.
+// enqueue connection's writes coalesced per turn (as the receiver does), without, and for an
+// event without a version (no announced-version command, only the job), 50 at a time,
+// alternating. `tsx bench/enqueue-cost.ts`.
 import { cpuUsage } from 'node:process';
 import { SyncQueue } from '../src/queue/sync-queue.ts';
 import { connectRedis } from '../src/redis/connection.ts';
@@ -20,14 +21,20 @@ await withResources('enqueue-cost', async (dir, defer) => {
   const plain = new SyncQueue({ connection, coalesceWrites: false });
   defer(() => plain.close());
   for (const round of [1, 2, 3]) {
-    for (const [name, queue] of [['coalesced', coalesced], ['one write each', plain]] as const) {
+    const variants = [
+      ['coalesced', coalesced, true],
+      ['one write each', plain, true],
+      // No event version: the announced-version command is not sent, only the job.
+      ['job only', coalesced, false],
+    ] as const;
+    for (const [name, queue, announce] of variants) {
       const c0 = cpuUsage();
       const r0 = procCpuUs(redis.pid);
       for (let i = 0; i < N; i += AT_ONCE) {
         await Promise.all(
           Array.from({ length: AT_ONCE }, (_, k) => {
             const n = `${round}${name.length}${String(i + k).padStart(20, '0')}`;
-            return queue.enqueue({ organizationId: 'org_2bench', invitationId: `orginv_2${n}`, eventUpdatedAt: i + k, receivedAt: Date.now(), reason: 'organizationInvitation.created' });
+            return queue.enqueue({ organizationId: 'org_2bench', invitationId: `orginv_2${n}`, eventUpdatedAt: announce ? i + k : undefined, receivedAt: Date.now(), reason: 'organizationInvitation.created' });
           }),
         );
       }
