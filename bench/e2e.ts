@@ -14,7 +14,8 @@ import { GroupCommitWriter } from '../src/mirror/group-commit.ts';
 import { migrateMirror } from '../src/mirror/migrate.ts';
 import { openMirrorDb } from '../src/mirror/open.ts';
 import { MirrorWriter } from '../src/mirror/upsert.ts';
-import { syncJobKey, type SyncJobData } from '../src/queue/job.ts';
+import type { SyncJobData } from '../src/queue/job.ts';
+import { syncJobOptions } from '../src/queue/sync-queue.ts';
 import { QUEUE_PREFIX, SYNC_JOB_NAME, SYNC_QUEUE } from '../src/queue/names.ts';
 import { round, runLoadClient, selfCpuUs, startBackend, startBenchService, webhookUrlOf, withResources } from './harness.ts';
 import type { SendOutput } from './load-client.ts';
@@ -28,17 +29,8 @@ const N = ORGS * PER_ORG;
 /** The service's default coalescing window (SyncQueue's coalesceMs), part of what the lag measures. */
 const COALESCE_MS = 200;
 
-/** What SyncQueue.enqueue adds, so the baseline's jobs cost BullMQ what ours do. */
-function jobOptions(d: SyncJobData) {
-  return {
-    deduplication: { id: syncJobKey(d), keepLastIfActive: true, replace: true },
-    delay: COALESCE_MS,
-    attempts: 12,
-    backoff: { type: 'jittered' },
-    removeOnComplete: { age: 3600, count: 10_000 },
-    removeOnFail: false,
-  };
-}
+/** What SyncQueue.enqueue adds (its default attempts), so the baseline's jobs cost BullMQ what ours do. */
+const jobOptions = (d: SyncJobData) => syncJobOptions(d, { coalesceMs: COALESCE_MS, attempts: 12 });
 
 async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -10,7 +10,8 @@ import { loadavg } from 'node:os';
 import { Queue } from 'bullmq';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Webhook } from 'svix';
-import { QUEUE_PREFIX } from '../src/queue/names.ts';
+import { QUEUE_PREFIX, SYNC_JOB_NAME } from '../src/queue/names.ts';
+import { syncJobOptions } from '../src/queue/sync-queue.ts';
 import { WriteCoalescer } from '../src/redis/coalesce-writes.ts';
 import { connectRedis } from '../src/redis/connection.ts';
 import { round, runLoadClient, selfCpuUs, startBackend, startBenchService, webhookUrlOf, withResources } from './harness.ts';
@@ -50,18 +51,8 @@ function floorApp(redisUrl: string, signingSecret: string, defer: (close: () => 
     webhook.verify(body, headers);
     const { type, data } = JSON.parse(body.toString('utf8')) as { type: string; data: { id: string; organization_id: string; updated_at: number } };
     writes.hold();
-    await queue.add(
-      'sync',
-      { organizationId: data.organization_id, invitationId: data.id, eventUpdatedAt: data.updated_at, receivedAt: Date.now(), reason: type },
-      {
-        deduplication: { id: `${data.organization_id}/${data.id}`, keepLastIfActive: true, replace: true },
-        delay: 200,
-        attempts: 12,
-        backoff: { type: 'jittered' },
-        removeOnComplete: { age: 3600, count: 10_000 },
-        removeOnFail: false,
-      },
-    );
+    const job = { organizationId: data.organization_id, invitationId: data.id, eventUpdatedAt: data.updated_at, receivedAt: Date.now(), reason: type };
+    await queue.add(SYNC_JOB_NAME, job, syncJobOptions(job, { coalesceMs: 200, attempts: 12 }));
   });
 }
 

@@ -32,6 +32,24 @@ export interface SyncQueueOptions {
   coalesceWrites?: boolean;
 }
 
+/**
+ * The BullMQ options of a sync job: one place for them, so the benchmarks' baseline and floor
+ * queue jobs exactly as the receiver does.
+ */
+export function syncJobOptions(job: Pick<SyncJobData, 'organizationId' | 'invitationId'>, { coalesceMs, attempts }: { coalesceMs: number; attempts: number }) {
+  return {
+    // keepLastIfActive: never two fetches of one invitation at once, and an event that
+    // arrives mid-fetch gets a fetch after it. replace: a waiting job is swapped for
+    // the newest event and its delay restarts (debounce).
+    deduplication: { id: syncJobKey(job), keepLastIfActive: true, replace: true },
+    delay: coalesceMs,
+    attempts,
+    backoff: { type: 'jittered' },
+    removeOnComplete: { age: 3600, count: 10_000 },
+    removeOnFail: false,
+  };
+}
+
 /** Thrown when a job could not be made durable in time; the receiver answers 503. */
 export class EnqueueError extends Error {
   override name = 'EnqueueError';
@@ -73,17 +91,7 @@ export class SyncQueue {
       // Sent first on the same connection, so Redis raises the version before the job exists.
       const raised = job.eventUpdatedAt === undefined ? undefined : this.announced.raise(job.invitationId, job.eventUpdatedAt);
       await Promise.race([
-        Promise.all([raised, this.queue.add(SYNC_JOB_NAME, job, {
-          // keepLastIfActive: never two fetches of one invitation at once, and an event that
-          // arrives mid-fetch gets a fetch after it. replace: a waiting job is swapped for
-          // the newest event and its delay restarts (debounce).
-          deduplication: { id: syncJobKey(job), keepLastIfActive: true, replace: true },
-          delay: this.coalesceMs,
-          attempts: this.attempts,
-          backoff: { type: 'jittered' },
-          removeOnComplete: { age: 3600, count: 10_000 },
-          removeOnFail: false,
-        })]),
+        Promise.all([raised, this.queue.add(SYNC_JOB_NAME, job, syncJobOptions(job, { coalesceMs: this.coalesceMs, attempts: this.attempts }))]),
         timeout,
       ]);
     } catch (err) {
