@@ -59,3 +59,21 @@ export function createLogger({ level = 'info', destination, name = 'clerk-invita
     destination,
   );
 }
+
+/**
+ * A log call that writes at most once per `everyMs` for each key, with the number of calls it
+ * held back, so a failure that repeats every few milliseconds costs one line per interval.
+ */
+export function throttledLog(log: Logger, everyMs = 30_000, now: () => number = Date.now) {
+  const last = new Map<string, { at: number; suppressed: number }>();
+  return (level: 'warn' | 'error' | 'info', key: string, obj: Record<string, unknown>, msg: string): void => {
+    const t = now();
+    const seen = last.get(key);
+    if (seen && t - seen.at < everyMs) {
+      seen.suppressed++;
+      return;
+    }
+    last.set(key, { at: t, suppressed: 0 });
+    log[level]({ ...obj, ...(seen?.suppressed ? { suppressed: seen.suppressed } : {}) }, msg);
+  };
+}

@@ -1,13 +1,12 @@
-import { index, integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
-
-export const INVITATION_SOURCES = ['webhook', 'backfill', 'reconcile'] as const;
-export type InvitationSource = (typeof INVITATION_SOURCES)[number];
+import { sql } from 'drizzle-orm';
+import { check, index, integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import { STATE_SOURCES } from '../state/codec.ts';
 
 /**
- * One row per invitation Clerk has told us about. `raw` is BAPI's JSON exactly as received,
- * so fields Clerk adds later survive; the other columns are copies of it for lookups.
- * A tombstone (`deleted_at` set) is an invitation BAPI answered 404 for: lookups miss it,
- * but it keeps its `updated_at` so an older state arriving late cannot resurrect it.
+ * One row per invitation of the shared state, as the replica last applied it. `raw` is BAPI's
+ * JSON exactly as received, so fields Clerk adds later survive; the other columns are copies
+ * of it for lookups. A tombstone (`deleted_at` set) is an invitation BAPI answered 404 for:
+ * lookups miss it.
  */
 export const organizationInvitations = sqliteTable(
   'organization_invitations',
@@ -18,12 +17,12 @@ export const organizationInvitations = sqliteTable(
     status: text('status'),
     expiresAt: integer('expires_at'),
     createdAt: integer('created_at'),
-    /** Clerk's `updated_at` (ms); for a tombstone, when we saw the 404. Orders all writes. */
+    /** Clerk's `updated_at` (ms); for a tombstone, the newest version known before the 404. */
     updatedAt: integer('updated_at').notNull(),
-    /** When Clerk last confirmed this state (ms, our clock). */
+    /** When Clerk last confirmed this state (ms, the publisher's clock). */
     confirmedAt: integer('confirmed_at').notNull(),
-    source: text('source', { enum: INVITATION_SOURCES }).notNull(),
-    /** When BAPI answered 404 for it (ms, our clock); null while it exists. */
+    source: text('source', { enum: STATE_SOURCES }).notNull(),
+    /** Set when BAPI answered 404 (the confirmation time of the tombstone); null while it exists. */
     deletedAt: integer('deleted_at'),
     /** The JSON exactly as BAPI sent it; the last known one for a tombstone, or null if never seen. */
     raw: text('raw'),
@@ -31,22 +30,35 @@ export const organizationInvitations = sqliteTable(
   (t) => [
     index('organization_invitations_org_created_idx').on(t.organizationId, t.createdAt),
     index('organization_invitations_org_email_idx').on(t.organizationId, t.emailAddress),
-    index('organization_invitations_status_expires_idx').on(t.status, t.expiresAt),
-    index('organization_invitations_confirmed_idx').on(t.confirmedAt),
   ],
 );
 
 export type InvitationRow = typeof organizationInvitations.$inferSelect;
+export type NewInvitationRow = typeof organizationInvitations.$inferInsert;
 
 /**
- * Small named records of the sync jobs (backfill cursor, last reconciliation and its report),
- * kept in the mirror's own file so they travel with the data they describe: a fresh mirror
- * file has no cursor, and a page and the cursor past it commit in one transaction.
+ * Where this file stands in the shared state: one row, written in the same transaction as the
+ * rows it accounts for, so a crash never applies a change twice or skips one.
  */
-export const syncState = sqliteTable('sync_state', {
-  key: text('key').primaryKey(),
-  /** JSON. */
-  value: text('value').notNull(),
-  /** When it was last written (ms, our clock). */
-  updatedAt: integer('updated_at').notNull(),
-});
+export const replicaPosition = sqliteTable(
+  'replica_position',
+  {
+    id: integer('id').primaryKey(),
+    /** The shared state's epoch these rows came from. */
+    epoch: text('epoch').notNull(),
+    /** The change stream id of the last change applied. */
+    streamId: text('stream_id').notNull(),
+    /** Its sequence number within the epoch. */
+    seq: integer('seq').notNull(),
+    /**
+     * The file may also hold rows of an earlier state (Redis lost its data): kept and served
+     * until the new state is filled, then removed where the new state has no such invitation.
+     */
+    carriesOlderState: integer('carries_older_state', { mode: 'boolean' }).notNull(),
+    /** When it was last written (ms, this host's clock). */
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [check('replica_position_single_row', sql`${t.id} = 1`)],
+);
+
+export type ReplicaPositionRow = typeof replicaPosition.$inferSelect;

@@ -1,0 +1,143 @@
+import { eq, sql } from 'drizzle-orm';
+import type { StoredState } from '../state/codec.ts';
+import type { MirrorConnection } from '../mirror/open.ts';
+import { organizationInvitations as inv, replicaPosition, type NewInvitationRow } from '../mirror/schema.ts';
+
+/** Where a replica file stands in the shared state. */
+export interface ReplicaPosition {
+  epoch: string;
+  streamId: string;
+  seq: number;
+  carriesOlderState: boolean;
+}
+
+/** Another process wrote this replica file: two replicas on one file would undo each other's changes. */
+export class PositionConflictError extends Error {
+  override name = 'PositionConflictError';
+  constructor(path: string) {
+    super(`another replica is writing ${path}: run one replica per file`);
+  }
+}
+
+const p = <K extends string>(k: K) => sql.placeholder(k);
+const COLUMNS = ['organizationId', 'emailAddress', 'status', 'expiresAt', 'createdAt', 'updatedAt', 'confirmedAt', 'source', 'deletedAt', 'raw'] as const;
+
+function rowOf(s: StoredState): NewInvitationRow {
+  const f = s.fields;
+  return {
+    id: s.id,
+    organizationId: f.organizationId,
+    emailAddress: f.emailAddress,
+    status: f.status,
+    expiresAt: f.expiresAt,
+    createdAt: f.createdAt,
+    updatedAt: s.updatedAt,
+    confirmedAt: s.confirmedAt,
+    source: f.source,
+    deletedAt: s.deleted ? s.confirmedAt : null,
+    raw: s.raw,
+  };
+}
+
+/**
+ * The replica's writes to its SQLite file, through drizzle's prepared statements. It applies
+ * states as the shared state ordered them (the publish script already chose which state
+ * wins), and moves the position in the same transaction.
+ */
+export class ReplicaWriter {
+  private readonly upsert;
+  private readonly selectPosition;
+  private readonly savePosition;
+  private readonly selectIds;
+  private readonly deleteRow;
+  private readonly countRows;
+  /**
+   * The position this writer last saw or committed (null: none); a different one in the file
+   * means another writer. Undefined until the first `position()` read.
+   */
+  private committed: ReplicaPosition | null | undefined;
+
+  constructor(private readonly conn: MirrorConnection) {
+    const db = conn.db;
+    this.upsert = db
+      .insert(inv)
+      .values({ id: p('id'), ...Object.fromEntries(COLUMNS.map((c) => [c, p(c)])) } as unknown as NewInvitationRow)
+      .onConflictDoUpdate({ target: inv.id, set: Object.fromEntries(COLUMNS.map((c) => [c, sql.raw(`excluded.${inv[c].name}`)])) })
+      .prepare();
+    this.selectPosition = db.select().from(replicaPosition).where(eq(replicaPosition.id, 1)).prepare();
+    const position = { epoch: p('epoch'), streamId: p('streamId'), seq: p('seq'), carriesOlderState: p('carriesOlderState'), updatedAt: p('updatedAt') };
+    this.savePosition = db
+      .insert(replicaPosition)
+      .values({ id: 1, ...position } as never)
+      .onConflictDoUpdate({ target: replicaPosition.id, set: position as never })
+      .prepare();
+    this.selectIds = db.select({ id: inv.id }).from(inv).prepare();
+    this.deleteRow = db.delete(inv).where(eq(inv.id, p('id'))).prepare();
+    this.countRows = db.select({ n: sql<number>`count(*)` }).from(inv).prepare();
+  }
+
+  get path(): string {
+    return this.conn.path;
+  }
+
+  /** The file's position; the first call also makes it the one this writer expects to find. */
+  position(): ReplicaPosition | undefined {
+    const row = this.selectPosition.get();
+    const pos = row && { epoch: row.epoch, streamId: row.streamId, seq: row.seq, carriesOlderState: row.carriesOlderState };
+    if (this.committed === undefined) this.committed = pos ?? null;
+    return pos;
+  }
+
+  /** Rows in the file, tombstones included. */
+  rowCount(): number {
+    return this.countRows.get()?.n ?? 0;
+  }
+
+  /**
+   * Applies `states` in order and, when given, moves the position to `to`, all in one
+   * transaction.
+   * @throws PositionConflictError when the file's position is not the one this writer left.
+   */
+  apply(states: readonly StoredState[], to?: ReplicaPosition): void {
+    this.transaction(() => {
+      for (const s of states) this.upsert.run(rowOf(s));
+      if (to) this.moveTo(to);
+    });
+  }
+
+  /**
+   * Removes every row whose id `keep` does not hold (what the shared state does not know) and
+   * moves the position, in one transaction. Returns how many rows it removed.
+   */
+  removeAllBut(keep: ReadonlySet<string>, to: ReplicaPosition): number {
+    return this.transaction(() => {
+      let removed = 0;
+      for (const { id } of this.selectIds.all()) {
+        if (!keep.has(id)) {
+          this.deleteRow.run({ id });
+          removed++;
+        }
+      }
+      this.moveTo(to);
+      return removed;
+    });
+  }
+
+  private moveTo(to: ReplicaPosition): void {
+    const expected = this.committed;
+    const inFile = this.position();
+    if (expected !== undefined && !samePosition(inFile, expected)) throw new PositionConflictError(this.conn.path);
+    this.savePosition.run({ ...to, updatedAt: Date.now() });
+    this.committed = { ...to };
+  }
+
+  private transaction<T>(fn: () => T): T {
+    if (this.conn.readonly) throw new Error('the mirror was opened read-only');
+    return this.conn.sqlite.transaction(fn).immediate();
+  }
+}
+
+function samePosition(a: ReplicaPosition | undefined, b: ReplicaPosition | null): boolean {
+  if (!a || !b) return !a && !b;
+  return a.epoch === b.epoch && a.streamId === b.streamId && a.seq === b.seq && a.carriesOlderState === b.carriesOlderState;
+}

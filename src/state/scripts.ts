@@ -1,0 +1,54 @@
+import { readFileSync } from 'node:fs';
+import type { Redis } from '../redis/connection.ts';
+
+const DIR = new URL('./scripts/', import.meta.url);
+
+/** Number of KEYS each script takes; the file is `scripts/<name>.lua`. */
+const SCRIPTS = { publish: 4, held: 2, ensure: 1, records: 2 } as const;
+type ScriptName = keyof typeof SCRIPTS;
+
+const INCLUDE = /^-- @include (\S+)$/m;
+let sources: Record<ScriptName, string> | undefined;
+
+/** The scripts' text, read once per process; `-- @include file` lines are replaced by that file. */
+function load(): Record<ScriptName, string> {
+  sources ??= Object.fromEntries(
+    (Object.keys(SCRIPTS) as ScriptName[]).map((name) => {
+      let text = readFileSync(new URL(`${name}.lua`, DIR), 'utf8');
+      for (let m = INCLUDE.exec(text); m; m = INCLUDE.exec(text)) {
+        text = text.replace(m[0], readFileSync(new URL(m[1]!, DIR), 'utf8'));
+      }
+      return [name, text];
+    }),
+  ) as Record<ScriptName, string>;
+  return sources;
+}
+
+type Arg = string | number;
+
+/** The state's scripts as commands of one connection; ioredis sends EVALSHA and falls back to EVAL once per connection. */
+export interface StateScripts {
+  publish(keys: [string, string, string, string], args: Arg[]): Promise<unknown>;
+  held(keys: [string, string], args: [string]): Promise<[string | null, string | null, string | null]>;
+  ensure(keys: [string], args: [string]): Promise<string[]>;
+  records(keys: [string, string], args: Arg[]): Promise<[string, string | null]>;
+}
+
+const COMMAND = (name: ScriptName) => `cimState${name[0]!.toUpperCase()}${name.slice(1)}`;
+
+/** Defines the scripts on `redis` (once per connection) and returns them. */
+export function stateScripts(redis: Redis): StateScripts {
+  const r = redis as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>;
+  if (!r[COMMAND('publish')]) {
+    for (const [name, source] of Object.entries(load()) as [ScriptName, string][]) {
+      redis.defineCommand(COMMAND(name), { numberOfKeys: SCRIPTS[name], lua: source });
+    }
+  }
+  const call = (name: ScriptName) => (keys: string[], args: Arg[]) => r[COMMAND(name)]!.call(redis, ...keys, ...args);
+  return {
+    publish: call('publish'),
+    held: call('held') as StateScripts['held'],
+    ensure: call('ensure') as StateScripts['ensure'],
+    records: call('records') as StateScripts['records'],
+  };
+}

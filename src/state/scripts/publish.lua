@@ -1,0 +1,93 @@
+-- The one rule by which canonical states enter the shared state. For each state: compare it
+-- with the snapshot; if it is newer, or has the same updated_at but different content (or
+-- presence) and was observed later, store it in the snapshot and append it to the change
+-- stream, both in this one atomic script. A tombstone (BAPI answered 404) takes the newest
+-- version known, so a late, older state cannot bring the invitation back.
+--
+-- KEYS[1] meta, KEYS[2] snapshot, KEYS[3] changes stream, KEYS[4] records
+-- ARGV[1] epoch candidate (used when the state is new)
+-- ARGV[2] stream retention in ms (entries older than that are trimmed, approximately)
+-- ARGV[3] flags: 'd' dry run (compare only, write nothing), 'p' return each previous header
+-- ARGV[4] expected epoch, or '' for any
+-- ARGV[5] record name to write with the states (a backfill cursor), or ''
+-- ARGV[6] its JSON value ('' deletes it)
+-- then 7 per state: id, updated_at, gone ('1'/'0'), observed_at, content hash, tail, received_at
+--
+-- A stored value is `updated_at|confirmed_at|deleted|hash|tail` where tail is
+-- `fields-json\nraw-json` (state/codec.ts). Stream entries carry the value (v), the
+-- invitation id (i), the previous entry's id (p, so a reader detects a gap), a sequence
+-- number (n) and when the receiver accepted the event that caused it (r).
+--
+-- Returns {'ok', epoch, outcomes} or {'epoch_changed', epoch}; an outcome is
+-- inserted | updated | unchanged | stale, or {outcome, previous header and fields} with 'p'.
+-- @include epoch.lua
+local meta, snapshot, changes, records = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local dry = string.find(ARGV[3], 'd', 1, true) ~= nil
+local want_previous = string.find(ARGV[3], 'p', 1, true) ~= nil
+local time, now = clock()
+local epoch = current_epoch(meta, ARGV[1], time, now, not dry)
+if ARGV[4] ~= '' and ARGV[4] ~= epoch then return {'epoch_changed', epoch or false} end
+
+local last = redis.call('HGET', meta, 'last') or '0-0'
+local seq = tonumber(redis.call('HGET', meta, 'seq') or '0')
+local minid = (now - tonumber(ARGV[2])) .. '-0'
+local appended = false
+local outcomes = {}
+
+for i = 7, #ARGV, 7 do
+  local id, u, gone, c, h, tail, r = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1', tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  local cur = redis.call('HGET', snapshot, id)
+  local outcome, value
+  if cur then
+    local su, sc, sd, sh, at = string.match(cur, '^(%d+)|(%d+)|([01])|([^|]*)|()')
+    su, sc = tonumber(su), tonumber(sc)
+    local stored_gone = sd == '1'
+    if gone and su > u then u = su end
+    if u > su then
+      outcome = 'updated'
+    elseif u < su then
+      outcome = 'stale'
+    elseif gone == stored_gone and (gone or h == sh) then
+      outcome = 'unchanged'
+    elseif c > sc then
+      outcome = 'updated'
+    else
+      outcome = 'stale'
+    end
+    if outcome == 'updated' then
+      if gone then
+        value = u .. '|' .. c .. '|1|' .. sh .. '|' .. string.sub(cur, at)
+      else
+        value = u .. '|' .. c .. '|0|' .. h .. '|' .. tail
+      end
+    elseif outcome == 'unchanged' and c > sc and not dry then
+      -- Confirmed again: only the confirmation time moves; replicas do not need to know.
+      redis.call('HSET', snapshot, id, su .. '|' .. c .. '|' .. sd .. '|' .. sh .. '|' .. string.sub(cur, at))
+    end
+  else
+    outcome = 'inserted'
+    value = u .. '|' .. c .. '|' .. (gone and '1' or '0') .. '|' .. h .. '|' .. tail
+  end
+  if value and not dry then
+    redis.call('HSET', snapshot, id, value)
+    seq = seq + 1
+    last = redis.call('XADD', changes, 'MINID', '~', minid, '*', 'i', id, 'v', value, 'p', last, 'n', seq, 'r', r)
+    appended = true
+  end
+  if want_previous then
+    local previous = false
+    if cur then
+      local nl = string.find(cur, '\n', 1, true)
+      previous = nl and string.sub(cur, 1, nl - 1) or cur
+    end
+    outcomes[#outcomes + 1] = {outcome, previous}
+  else
+    outcomes[#outcomes + 1] = outcome
+  end
+end
+
+if appended then redis.call('HSET', meta, 'last', last, 'seq', seq) end
+if ARGV[5] ~= '' and not dry then
+  if ARGV[6] == '' then redis.call('HDEL', records, ARGV[5]) else redis.call('HSET', records, ARGV[5], ARGV[6]) end
+end
+return {'ok', epoch or false, outcomes}

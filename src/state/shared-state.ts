@@ -1,0 +1,133 @@
+import type { Redis } from '../redis/connection.ts';
+import { decodeEntry, decodeValue, StateFormatError, type ChangeEntry, type StoredState } from './codec.ts';
+import type { MirrorKeys } from './keys.ts';
+import { EpochChangedError, epochCandidate } from './publisher.ts';
+import { stateScripts, type StateScripts } from './scripts.ts';
+
+/** Names of the maintenance records kept next to the state (same epoch, same slot). */
+export const RECORDS = {
+  backfillCursor: 'backfill.cursor',
+  backfillLast: 'backfill.last',
+  reconcileLast: 'reconcile.last',
+} as const;
+
+/** The state's meta hash. */
+export interface StateMeta {
+  /** Changes whenever Redis lost the state and a new one began. */
+  epoch: string;
+  /** Sequence number of the newest change (0: none yet). */
+  seq: number;
+  /** Stream id of the newest change ('0-0': none yet). */
+  last: string;
+  createdAt: number;
+  /** When a complete pass over Clerk's lists was first published into this epoch; until then the state may lack invitations. */
+  filledAt: number | undefined;
+}
+
+function toMeta(flat: string[]): StateMeta | undefined {
+  const h: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) h[flat[i]!] = flat[i + 1]!;
+  if (!h.epoch) return undefined;
+  return {
+    epoch: h.epoch,
+    seq: Number(h.seq ?? 0),
+    last: h.last ?? '0-0',
+    createdAt: Number(h.created_at ?? 0),
+    filledAt: h.filled_at ? Number(h.filled_at) : undefined,
+  };
+}
+
+/** Reads of the shared state (snapshot, meta, records, change stream) over one connection. */
+export class SharedState {
+  private readonly scripts: StateScripts;
+
+  constructor(
+    readonly redis: Redis,
+    readonly keys: MirrorKeys,
+  ) {
+    this.scripts = stateScripts(redis);
+  }
+
+  /** The meta, starting a new epoch when the state does not exist (what a worker or replica does at start). */
+  async ensure(): Promise<StateMeta> {
+    return toMeta(await this.scripts.ensure([this.keys.meta], [epochCandidate()]))!;
+  }
+
+  /** The meta, or undefined when Redis holds no state. */
+  async meta(): Promise<StateMeta | undefined> {
+    const flat = (await this.redis.call('HGETALL', this.keys.meta)) as string[];
+    return toMeta(flat);
+  }
+
+  async get(invitationId: string): Promise<StoredState | undefined> {
+    const v = await this.redis.hget(this.keys.snapshot, invitationId);
+    return v === null ? undefined : decodeValue(invitationId, v);
+  }
+
+  /** The stored version and the newest announced one of an invitation, in one round trip. */
+  async held(invitationId: string): Promise<{ stored: { updatedAt: number; deleted: boolean } | undefined; announced: number | undefined }> {
+    const [u, d, a] = await this.scripts.held([this.keys.snapshot, this.keys.announced(invitationId)], [invitationId]);
+    return {
+      stored: u === null ? undefined : { updatedAt: Number(u), deleted: d === '1' },
+      announced: a === null ? undefined : Number(a),
+    };
+  }
+
+  /**
+   * Every state of the snapshot, in batches of about `count` (HSCAN: a state present for the
+   * whole scan is returned at least once; one changed meanwhile may come in either version,
+   * which is why a replica notes the stream position first and replays what follows).
+   */
+  async *scan(count = 1000): AsyncGenerator<StoredState[]> {
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.redis.hscan(this.keys.snapshot, cursor, 'COUNT', count);
+      cursor = next;
+      const batch: StoredState[] = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) batch.push(decodeValue(flat[i]!, flat[i + 1]!));
+      if (batch.length) yield batch;
+    } while (cursor !== '0');
+  }
+
+  /** Number of invitations in the snapshot (tombstones included). */
+  size(): Promise<number> {
+    return this.redis.hlen(this.keys.snapshot);
+  }
+
+  /** The first change after `streamId`, if any (for how far behind a reader is). */
+  async nextChange(streamId: string): Promise<ChangeEntry | undefined> {
+    const rows = (await this.redis.xrange(this.keys.changes, `(${streamId}`, '+', 'COUNT', 1)) as [string, string[]][];
+    const row = rows[0];
+    return row && decodeEntry(row[0], row[1]);
+  }
+
+  async record<T>(name: string): Promise<T | undefined> {
+    const v = await this.redis.hget(this.keys.records, name);
+    return v === null ? undefined : (JSON.parse(v) as T);
+  }
+
+  /**
+   * Writes (or, with undefined, deletes) records and optionally marks the state filled, only
+   * if the state is still `epoch`.
+   * @throws EpochChangedError otherwise.
+   */
+  async writeRecords(epoch: string, records: Record<string, unknown>, { filled = false } = {}): Promise<void> {
+    const args: string[] = [epoch, filled ? 'filled' : ''];
+    for (const [name, value] of Object.entries(records)) args.push(name, value === undefined ? '' : JSON.stringify(value));
+    const [status, current] = await this.scripts.records([this.keys.meta, this.keys.records], args);
+    if (status !== 'ok') throw new EpochChangedError(current ?? undefined);
+  }
+}
+
+/**
+ * Reads up to `count` changes after `streamId`, waiting up to `blockMs` for the first one
+ * (XREAD BLOCK: use a connection of its own). Null when none came in time.
+ */
+export async function readChanges(redis: Redis, keys: MirrorKeys, streamId: string, count: number, blockMs: number): Promise<ChangeEntry[] | null> {
+  const reply = (await redis.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', keys.changes, streamId)) as [string, [string, string[]][]][] | null;
+  const rows = reply?.[0]?.[1];
+  if (!rows?.length) return null;
+  return rows.map(([id, kv]) => decodeEntry(id, kv));
+}
+
+export { StateFormatError };

@@ -1,0 +1,155 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { contentHash, decodeEntry } from '../src/state/codec.ts';
+import { EpochChangedError, StatePublisher, type InvitationState } from '../src/state/publisher.ts';
+import { RECORDS, SharedState } from '../src/state/shared-state.ts';
+import { invitation } from './helpers/fixtures.ts';
+import { isolatedKeys, testRedis } from './helpers/state.ts';
+
+const redis = testRedis();
+afterAll(() => redis.quit());
+
+function rig(name: string, retentionMs = 86_400_000) {
+  const keys = isolatedKeys(name);
+  const publisher = new StatePublisher({ connection: redis, keys, retentionMs });
+  const state = new SharedState(redis, keys);
+  const entries = async () => ((await redis.xrange(keys.changes, '-', '+')) as [string, string[]][]).map(([id, kv]) => decodeEntry(id, kv));
+  return { keys, publisher, state, entries };
+}
+
+const present = (overrides: Record<string, unknown>, observedAt: number, raw?: string): InvitationState => ({
+  kind: 'present',
+  invitation: invitation(overrides),
+  raw,
+  observedAt,
+  source: 'webhook',
+});
+
+describe('publishing a state', () => {
+  it('stores it and appends it to the stream only when it is new or newer', async () => {
+    const { publisher, state, entries } = rig('order');
+    const v1 = { id: 'orginv_a1', updated_at: 1000 };
+    expect((await publisher.publish([present(v1, 10)])).outcomes).toEqual(['inserted']);
+    expect((await publisher.publish([present(v1, 20)])).outcomes).toEqual(['unchanged']);
+    expect((await publisher.publish([present({ ...v1, updated_at: 999, status: 'revoked' }, 30)])).outcomes).toEqual(['stale']);
+    expect((await publisher.publish([present({ ...v1, updated_at: 1001, status: 'accepted' }, 40)])).outcomes).toEqual(['updated']);
+    const held = (await state.get('orginv_a1'))!;
+    expect(held).toMatchObject({ updatedAt: 1001, confirmedAt: 40, deleted: false, fields: { status: 'accepted', source: 'webhook' } });
+    expect(JSON.parse(held.raw!)).toStrictEqual(invitation({ ...v1, updated_at: 1001, status: 'accepted' }));
+    const e = await entries();
+    expect(e.map((x) => [x.seq, x.state.updatedAt])).toEqual([
+      [1, 1000],
+      [2, 1001],
+    ]);
+    // Each entry names the one before it, so a reader can tell it missed some.
+    expect(e[0]!.previous).toBe('0-0');
+    expect(e[1]!.previous).toBe(e[0]!.streamId);
+    expect(await state.meta()).toMatchObject({ seq: 2, last: e[1]!.streamId });
+  });
+
+  it('the same version with other content wins when observed later, and only then', async () => {
+    const { publisher, state, entries } = rig('same-version');
+    const base = { id: 'orginv_b1', updated_at: 5000, role_name: 'Member' };
+    await publisher.publish([present(base, 100)]);
+    // A renamed role: role_name changes, updated_at does not.
+    expect((await publisher.publish([present({ ...base, role_name: 'Teammate' }, 200)])).outcomes).toEqual(['updated']);
+    // An answer observed before that one, published late, does not undo it.
+    expect((await publisher.publish([present(base, 150)])).outcomes).toEqual(['stale']);
+    expect(JSON.parse((await state.get('orginv_b1'))!.raw!).role_name).toBe('Teammate');
+    expect((await entries()).length).toBe(2);
+  });
+
+  it('the same content in other bytes is not a change', async () => {
+    const { publisher, entries } = rig('bytes');
+    const inv = invitation({ id: 'orginv_c1', updated_at: 7000 });
+    await publisher.publish([present(inv, 1, JSON.stringify(inv))]);
+    expect((await publisher.publish([present(inv, 2, JSON.stringify(inv, null, 2))])).outcomes).toEqual(['unchanged']);
+    expect((await entries()).length).toBe(1);
+    expect(contentHash(inv)).toBe(contentHash(JSON.parse(JSON.stringify(inv, null, 2))));
+  });
+
+  it('a 404 tombstones at the newest known version; an older state cannot revive it, a later observation of the same version can', async () => {
+    const { publisher, state } = rig('tombstone');
+    await publisher.publish([present({ id: 'orginv_d1', updated_at: 100 }, 10)]);
+    const gone: InvitationState = { kind: 'gone', id: 'orginv_d1', organizationId: invitation().organization_id, knownUpdatedAt: 90, observedAt: 20, source: 'webhook' };
+    expect((await publisher.publish([gone])).outcomes).toEqual(['updated']);
+    const t = (await state.get('orginv_d1'))!;
+    expect(t).toMatchObject({ deleted: true, updatedAt: 100 });
+    // The last known JSON stays with the tombstone.
+    expect(JSON.parse(t.raw!).id).toBe('orginv_d1');
+    expect((await publisher.publish([gone])).outcomes).toEqual(['unchanged']);
+    expect((await publisher.publish([present({ id: 'orginv_d1', updated_at: 99 }, 30)])).outcomes).toEqual(['stale']);
+    // Observed before the 404: the 404 stands.
+    expect((await publisher.publish([present({ id: 'orginv_d1', updated_at: 100 }, 15)])).outcomes).toEqual(['stale']);
+    // Observed after it (a spurious 404): revived.
+    expect((await publisher.publish([present({ id: 'orginv_d1', updated_at: 100 }, 40)])).outcomes).toEqual(['updated']);
+    expect((await state.get('orginv_d1'))!.deleted).toBe(false);
+  });
+
+  it('a 404 for an invitation never seen is stored as a tombstone', async () => {
+    const { publisher, state, entries } = rig('never-seen');
+    const out = await publisher.publish([{ kind: 'gone', id: 'orginv_e1', organizationId: 'org_e', knownUpdatedAt: 55, observedAt: 5, source: 'reconcile' }]);
+    expect(out.outcomes).toEqual(['inserted']);
+    expect(await state.get('orginv_e1')).toMatchObject({ deleted: true, updatedAt: 55, raw: null, fields: { organizationId: 'org_e' } });
+    expect((await entries())[0]!.state.deleted).toBe(true);
+  });
+
+  it('a dry run compares without writing, and can return what was held', async () => {
+    const { publisher, state, entries } = rig('dry');
+    await publisher.publish([present({ id: 'orginv_f1', updated_at: 1, status: 'pending' }, 1)]);
+    const dry = await publisher.publish([present({ id: 'orginv_f1', updated_at: 2, status: 'expired' }, 2), present({ id: 'orginv_f2', updated_at: 1 }, 2)], {
+      dryRun: true,
+      withPrevious: true,
+    });
+    expect(dry.outcomes).toEqual(['updated', 'inserted']);
+    expect(dry.previous![0]).toMatchObject({ updatedAt: 1, fields: { status: 'pending' } });
+    expect(dry.previous![1]).toBeUndefined();
+    expect((await state.get('orginv_f1'))!.updatedAt).toBe(1);
+    expect(await state.get('orginv_f2')).toBeUndefined();
+    expect((await entries()).length).toBe(1);
+  });
+
+  it('batches apply in order, one script run for all', async () => {
+    const { publisher, entries } = rig('batch');
+    const out = await publisher.publish([present({ id: 'orginv_g1', updated_at: 1 }, 1), present({ id: 'orginv_g1', updated_at: 3 }, 1), present({ id: 'orginv_g1', updated_at: 2 }, 1)]);
+    expect(out.outcomes).toEqual(['inserted', 'updated', 'stale']);
+    expect((await entries()).map((e) => e.state.updatedAt)).toEqual([1, 3]);
+  });
+
+  it('records and cursors are written only into the epoch the caller worked on', async () => {
+    const { keys, publisher, state } = rig('epoch');
+    const { epoch } = await publisher.publish([present({ id: 'orginv_h1', updated_at: 1 }, 1)], { record: { name: RECORDS.backfillCursor, value: { next: 1 } } });
+    expect(await state.record(RECORDS.backfillCursor)).toEqual({ next: 1 });
+    await state.writeRecords(epoch!, { [RECORDS.backfillCursor]: undefined }, { filled: true });
+    expect(await state.record(RECORDS.backfillCursor)).toBeUndefined();
+    expect((await state.meta())!.filledAt).toBeGreaterThan(0);
+
+    // Redis loses the state: the next write starts a new epoch, unfilled.
+    await redis.del(keys.meta, keys.snapshot, keys.changes, keys.records);
+    await expect(publisher.publish([present({ id: 'orginv_h2', updated_at: 1 }, 1)], { expectEpoch: epoch })).rejects.toBeInstanceOf(EpochChangedError);
+    const meta = (await state.meta())!;
+    expect(meta.epoch).not.toBe(epoch);
+    expect(meta.filledAt).toBeUndefined();
+    await expect(state.writeRecords(epoch!, { x: 1 }, { filled: true })).rejects.toBeInstanceOf(EpochChangedError);
+    expect((await state.meta())!.filledAt).toBeUndefined();
+  });
+
+  it('trims the stream by age, keeping the chain of previous ids intact for what stays', async () => {
+    const { publisher, entries } = rig('trim', 1);
+    for (let i = 0; i < 6; i++) {
+      await publisher.publish(Array.from({ length: 100 }, (_, j) => present({ id: `orginv_t${i}x${j}`, updated_at: 1 }, 1)));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const e = await entries();
+    expect(e.length).toBeLessThan(600);
+    for (let i = 1; i < e.length; i++) expect(e[i]!.previous).toBe(e[i - 1]!.streamId);
+    expect(e.at(-1)!.seq).toBe(600);
+  });
+
+  it('answers the skip rule: stored version and announced version in one call', async () => {
+    const { keys, publisher, state } = rig('held');
+    expect(await state.held('orginv_k1')).toEqual({ stored: undefined, announced: undefined });
+    await publisher.publish([present({ id: 'orginv_k1', updated_at: 42 }, 1)]);
+    await redis.set(keys.announced('orginv_k1'), '43');
+    expect(await state.held('orginv_k1')).toEqual({ stored: { updatedAt: 42, deleted: false }, announced: 43 });
+  });
+});
