@@ -1,10 +1,11 @@
 import { Redis } from 'ioredis';
 import { BapiClient } from '../src/clerk/client.ts';
 import { createLogger } from '../src/logger.ts';
-import { migrateMirror } from '../src/mirror/migrate.ts';
-import { openMirrorDb } from '../src/mirror/open.ts';
-import { runBackfill } from '../src/sync/backfill.ts';
-import { SharedRateLimiter } from '../src/sync/rate-limiter.ts';
+import { runBackfill } from '../src/maintenance/backfill.ts';
+import { SharedRateLimiter } from '../src/maintenance/rate-limiter.ts';
+import { mirrorKeys } from '../src/state/keys.ts';
+import { StatePublisher } from '../src/state/publisher.ts';
+import { SharedState } from '../src/state/shared-state.ts';
 import { startBackend, withResources } from './harness.ts';
 import { ratio, type Benchmark } from './result.ts';
 
@@ -19,7 +20,7 @@ const CONCURRENCY = 8;
 /**
  * `backfill.rows_per_s`: a backfill of ORGS × PER_ORG invitations from the simulator (Clerk's
  * production limit, 20 ms per request; in a child process, as Clerk's CPU is not ours),
- * through the shared limiter into a fresh mirror.
+ * through the shared limiter into a fresh shared state.
  * Baseline: the limit-bound optimum, LIMIT requests × PAGE rows per window, i.e. what a
  * client that spends the whole budget on full pages and nothing else could reach.
  */
@@ -35,14 +36,12 @@ export const backfillBench: Benchmark = {
       );
       const redis = new Redis(backend.redisUrl, { maxRetriesPerRequest: null });
       defer(() => redis.quit().then(() => {}));
-      const conn = openMirrorDb({ path: backend.dbPath });
-      defer(() => void conn.sqlite.close());
-      migrateMirror(conn);
-
+      const keys = mirrorKeys();
       const summary = await runBackfill({
-        conn,
+        state: new SharedState(redis, keys),
+        publisher: new StatePublisher({ connection: redis, keys, retentionMs: 3_600_000 }),
         bapi: new BapiClient({ apiUrl: backend.simUrl, secretKey: backend.secretKey, timeoutMs: 60_000 }),
-        limiter: new SharedRateLimiter({ connection: redis, rateLimit: { max: LIMIT, windowMs: WINDOW_MS } }),
+        limiter: new SharedRateLimiter({ connection: redis, keys, rateLimit: { max: LIMIT, windowMs: WINDOW_MS } }),
         log: createLogger({ level: 'warn' }),
         pageSize: PAGE,
         concurrency: CONCURRENCY,

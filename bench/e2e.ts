@@ -1,22 +1,20 @@
 // The pipeline end to end: e2e.events_per_s (how fast a worker drains a backlog of distinct
-// invitations into the mirror) and e2e.lag_ms (how long an accepted webhook takes to show up
-// in the mirror under a steady 500 events/s). The service runs in this process; the simulator
-// (standing in for Clerk) and the webhook sender each run in a child process. Next to the
-// baseline (an empty processor), a floor: a BullMQ worker that only fetches and writes.
+// invitations into the shared state) and e2e.lag_ms (how long an accepted webhook takes to
+// show up in a replica's file under a steady 500 events/s). The service runs in this process;
+// the simulator (standing in for Clerk) and the webhook sender each run in a child process.
+// Next to the baseline (an empty processor), a floor: a BullMQ worker that only fetches and publishes.
 import { loadavg } from 'node:os';
-import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { BapiClient } from '../src/clerk/client.ts';
-import { GroupCommitWriter } from '../src/mirror/group-commit.ts';
-import { migrateMirror } from '../src/mirror/migrate.ts';
-import { openMirrorDb } from '../src/mirror/open.ts';
-import { MirrorWriter } from '../src/mirror/upsert.ts';
 import type { SyncJobData } from '../src/queue/job.ts';
 import { syncJobOptions } from '../src/queue/sync-queue.ts';
-import { QUEUE_PREFIX, SYNC_JOB_NAME, SYNC_QUEUE } from '../src/queue/names.ts';
+import { SYNC_JOB_NAME, SYNC_QUEUE } from '../src/queue/names.ts';
+import { mirrorKeys } from '../src/state/keys.ts';
+import { PublishBatcher } from '../src/state/publish-batch.ts';
+import { StatePublisher } from '../src/state/publisher.ts';
 import { round, runLoadClient, selfCpuUs, startBackend, startBenchService, webhookUrlOf, withResources } from './harness.ts';
 import type { SendOutput } from './load-client.ts';
 import { ratio, type Benchmark } from './result.ts';
@@ -31,6 +29,8 @@ const COALESCE_MS = 200;
 
 /** What SyncQueue.enqueue adds (its default attempts), so the baseline's jobs cost BullMQ what ours do. */
 const jobOptions = (d: SyncJobData) => syncJobOptions(d, { coalesceMs: COALESCE_MS, attempts: 12 });
+const KEYS = mirrorKeys();
+const QUEUE_PREFIX = KEYS.queuePrefix;
 
 async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -83,16 +83,14 @@ export const e2eEventsBench: Benchmark = {
       await emptyWorker.close();
 
       // Floor: the least any worker on BullMQ does per invitation, the BAPI GET (our client)
-      // and the row's write (our writer), on the same N jobs. What this machine allows a worker
-      // built on BullMQ while the simulator answering it shares the two cores.
+      // and the publish (our script, batched per turn), on the same N jobs, into a state of
+      // its own. What this machine allows a worker built on BullMQ while the simulator
+      // answering it shares the two cores.
       const floorQueue = new Queue('bench-floor', { connection: redis, prefix: QUEUE_PREFIX });
       defer(() => floorQueue.close());
       await addJobs(floorQueue);
       await sleep(COALESCE_MS + 100);
-      const floorMirror = openMirrorDb({ path: join(dir, 'floor.db') });
-      defer(() => void floorMirror.sqlite.close());
-      migrateMirror(floorMirror);
-      const floorWriter = new GroupCommitWriter(new MirrorWriter(floorMirror));
+      const floorPublisher = new PublishBatcher(new StatePublisher({ connection: redis, keys: mirrorKeys('bench-floor'), retentionMs: 3_600_000 }));
       const bapi = new BapiClient({ apiUrl: backend.simUrl, secretKey: backend.secretKey });
       let floorDone = 0;
       const t2 = performance.now();
@@ -100,7 +98,7 @@ export const e2eEventsBench: Benchmark = {
         'bench-floor',
         async ({ data }) => {
           const got = await bapi.getOrganizationInvitation(data.organizationId, data.invitationId);
-          await floorWriter.write({ kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: 'webhook' });
+          await floorPublisher.publish({ kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: 'webhook' });
         },
         { connection: workerConnection, prefix: QUEUE_PREFIX, concurrency: CONCURRENCY },
       );
@@ -111,7 +109,7 @@ export const e2eEventsBench: Benchmark = {
       await floorWorker.close();
 
       // Ours: N signed webhooks through the receiver (a backlog of N jobs), then a worker-only
-      // service timed from its start until the N-th job has written its row.
+      // service timed from its start until the N-th job has published its state.
       const receiver = await startBenchService(backend, defer, { roles: ['receiver'] });
       const sent = await runLoadClient<SendOutput>(
         { mode: 'send', url: webhookUrlOf(receiver), secret: backend.signingSecret, events: { kind: 'given', data }, concurrency: 50 },
@@ -137,10 +135,10 @@ export const e2eEventsBench: Benchmark = {
       const nodeCpu = (selfCpuUs() - cpu0) / N;
       const redisCpu = (backend.redisCpuUs() - redis0) / N;
       const simCpu = (backend.simCpuUs() - sim0) / N;
-      const rows = worker.mirror!.sqlite.prepare<[], { n: number }>('SELECT count(*) AS n FROM organization_invitations WHERE deleted_at IS NULL').get()!.n;
+      const rows = await redis.hlen(KEYS.snapshot);
       const stats = worker.stats;
       await worker.stop();
-      if (rows !== N) throw new Error(`mirror has ${rows} rows, expected ${N}`);
+      if (rows !== N) throw new Error(`shared state has ${rows} invitations, expected ${N}`);
 
       const value = N / oursS;
       const baseline = N / baselineS;
@@ -192,7 +190,7 @@ export const e2eLagBench: Benchmark = {
       // Created up front in the simulator; each one's webhook is then posted at a steady pace.
       const backend = await startBackend(dir, defer, { kind: 'create', organizations: 50, invitations: light + total });
       // coalesceMs not passed: SyncQueue's default (200 ms) applies, as in production.
-      const service = await startBenchService(backend, defer, { roles: ['receiver', 'worker'], concurrency: CONCURRENCY });
+      const service = await startBenchService(backend, defer, { roles: ['receiver', 'worker', 'replica'], concurrency: CONCURRENCY });
       const pass = (data: Record<string, unknown>[], ratePerS: number, skipFirst: number) =>
         runLoadClient<SendOutput>(
           {
@@ -206,7 +204,7 @@ export const e2eLagBench: Benchmark = {
           },
           180_000,
         );
-      // How long the service's event loop stalls (it also runs the worker's synchronous SQLite writes).
+      // How long the service's event loop stalls (it also runs the replica's synchronous SQLite writes).
       const loopDelay = monitorEventLoopDelay({ resolution: 5 });
       loopDelay.enable();
       const lightOut = await pass(backend.invitations.slice(0, light), LIGHT_RATE, LIGHT_RATE);
@@ -221,7 +219,7 @@ export const e2eLagBench: Benchmark = {
       const serviceBusy = (selfCpuUs() - cpu0) / 1000 / (performance.now() - t0);
       loopDelay.disable();
       const mainLoop = { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6 };
-      // stats.lag: receivedAt (before verification) → row committed, in the service's own clock.
+      // stats.lag: receivedAt (before verification) → state published, in the service's own clock.
       // It cannot be reset, so after the second pass it covers both passes.
       const inProcess = { p50: service.stats.lagPercentile(50) ?? NaN, p99: service.stats.lagPercentile(99) ?? NaN };
       const completed = service.stats.jobs.completed - completedBefore;

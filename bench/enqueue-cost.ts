@@ -4,6 +4,7 @@
 // alternating. `tsx bench/enqueue-cost.ts`.
 import { cpuUsage } from 'node:process';
 import { SyncQueue } from '../src/queue/sync-queue.ts';
+import { mirrorKeys } from '../src/state/keys.ts';
 import { connectRedis } from '../src/redis/connection.ts';
 import { procCpuUs, startRedis, withResources } from './harness.ts';
 
@@ -16,9 +17,9 @@ await withResources('enqueue-cost', async (dir, defer) => {
   const connection = connectRedis(redis.url, { failFast: true });
   defer(() => void connection.quit().catch(() => connection.disconnect()));
   await new Promise((ready) => connection.once('ready', ready));
-  const coalesced = new SyncQueue({ connection });
+  const coalesced = new SyncQueue({ connection, keys: mirrorKeys() });
   defer(() => coalesced.close());
-  const plain = new SyncQueue({ connection, coalesceWrites: false });
+  const plain = new SyncQueue({ connection, keys: mirrorKeys(), coalesceWrites: false });
   defer(() => plain.close());
   for (const round of [1, 2, 3]) {
     const variants = [

@@ -5,7 +5,9 @@ import Database from 'better-sqlite3';
 import { createMirror } from '../src/index.ts';
 import { migrateMirror } from '../src/mirror/migrate.ts';
 import { openMirrorDb } from '../src/mirror/open.ts';
-import { MirrorWriter, type InvitationWrite } from '../src/mirror/upsert.ts';
+import { ReplicaWriter } from '../src/replica/writer.ts';
+import { storedStateOf } from '../src/state/codec.ts';
+import { benchInvitation } from './invitations.ts';
 import { seededRandom } from '../src/simulator/random.ts';
 import { median, ratio, type Benchmark } from './result.ts';
 
@@ -14,32 +16,16 @@ const PER_ORG = 100;
 const BATCH = 2_000;
 const ROUNDS = 60;
 
-/** A mirror of ORGS × PER_ORG invitations shaped like the fixture, written the way the worker writes. */
+/** A mirror of ORGS × PER_ORG invitations shaped like the fixture, written the way a replica writes. */
 export function buildMirror(path: string): { org: string; id: string }[] {
   const conn = openMirrorDb({ path });
   migrateMirror(conn);
-  const writer = new MirrorWriter(conn);
+  const writer = new ReplicaWriter(conn);
   const keys: { org: string; id: string }[] = [];
   for (let o = 0; o < ORGS; o++) {
-    const org = `org_${String(o).padStart(6, '0')}bench`;
-    const writes: InvitationWrite[] = [];
-    for (let i = 0; i < PER_ORG; i++) {
-      const id = `orginv_${String(o * PER_ORG + i).padStart(8, '0')}bench`;
-      keys.push({ org, id });
-      writes.push({
-        kind: 'present',
-        observedAt: Date.now(),
-        source: 'backfill',
-        invitation: {
-          object: 'organization_invitation', id, email_address: `user${i}@org${o}.example.com`, role: 'org:member', role_name: 'Member',
-          organization_id: org, inviter_id: 'user_2xQ5aB9cDdEe6Ff7Gg8Hh9Ii0Jj', public_inviter_data: null, status: 'pending',
-          public_metadata: { team: 'compilers' }, private_metadata: { invitedVia: 'admin-console' },
-          url: 'https://accounts.example.com/sign-up?__clerk_ticket=eyJhbGciOiJIUzI1NiJ9.e30.x',
-          expires_at: 1766102400000, created_at: 1764796800000 + i, updated_at: 1764796800000 + i,
-        },
-      });
-    }
-    writer.writeMany(writes);
+    const batch = Array.from({ length: PER_ORG }, (_, i) => benchInvitation(o, i, PER_ORG));
+    for (const inv of batch) keys.push({ org: inv.organization_id, id: inv.id });
+    writer.apply(batch.map((inv) => storedStateOf(inv)));
   }
   conn.sqlite.pragma('wal_checkpoint(TRUNCATE)');
   conn.sqlite.close();

@@ -4,6 +4,7 @@
 import { Session } from 'node:inspector/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SyncQueue } from '../src/queue/sync-queue.ts';
+import { mirrorKeys } from '../src/state/keys.ts';
 import { connectRedis } from '../src/redis/connection.ts';
 import { selfCpuUs, startBackend, startBenchService, withResources } from './harness.ts';
 import { summarizeProfile } from './profile-summary.ts';
@@ -14,7 +15,7 @@ await withResources('profile-worker', async (dir, defer) => {
   const backend = await startBackend(dir, defer, { kind: 'seed', organizations: 50, invitationsPerOrganization: 100 });
   const conn = connectRedis(backend.redisUrl);
   defer(() => void conn.quit());
-  const q = new SyncQueue({ connection: conn });
+  const q = new SyncQueue({ connection: conn, keys: mirrorKeys() });
   defer(() => q.close());
   const inv = backend.invitations;
   for (let i = 0; i < N; i += 500) await Promise.all(inv.slice(i, i + 500).map((d) => q.enqueue({ organizationId: String(d.organization_id), invitationId: String(d.id), receivedAt: Date.now(), reason: 'x' })));

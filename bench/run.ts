@@ -8,9 +8,21 @@ import { e2eEventsBench, e2eLagBench } from './e2e.ts';
 import { ingestBench } from './ingest.ts';
 import { lookupBench } from './lookup.ts';
 import { readBench } from './read.ts';
+import { redisBytesBench, replicaApplyBench, replicaBootstrapBench, replicaLagBench } from './replica.ts';
 import type { BenchResult, Benchmark } from './result.ts';
 
-const benchmarks: Benchmark[] = [lookupBench, ingestBench, e2eEventsBench, e2eLagBench, readBench, backfillBench];
+const benchmarks: Benchmark[] = [
+  lookupBench,
+  ingestBench,
+  e2eEventsBench,
+  e2eLagBench,
+  readBench,
+  backfillBench,
+  replicaApplyBench,
+  replicaBootstrapBench,
+  replicaLagBench,
+  redisBytesBench,
+];
 
 const filters = process.argv.slice(2);
 const selected = benchmarks.filter((b) => filters.length === 0 || filters.some((f) => b.name.startsWith(f)));

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_KEY_PREFIX, KEY_PREFIX_PATTERN } from './state/keys.ts';
 
 /**
  * Thrown when the environment is missing or has a malformed value. `message` is one line
@@ -29,6 +30,9 @@ const positiveInt = (what: string) =>
 
 const nonNegativeInt = (what: string) =>
   z.coerce.number({ error: `expected ${what}` }).int({ error: `expected ${what}` }).min(0, { error: `expected ${what}` });
+
+/** How long the change stream keeps a change: a replica offline for a day and a half resumes from its offset. */
+export const DEFAULT_RETENTION_MS = 36 * 3_600_000;
 
 /**
  * Every environment variable the service reads, with what it expects. The names are public
@@ -63,6 +67,15 @@ export const envSchema = z.object({
   BAPI_TIMEOUT_MS: withDefault(positiveInt('a request timeout in milliseconds'), 10_000),
   RECONCILE_INTERVAL_MS: withDefault(nonNegativeInt('an interval in milliseconds, or 0 for no schedule'), 3_600_000),
   RECONCILE_MAX_AGE_MS: withDefault(positiveInt('an age in milliseconds'), 86_400_000),
+  REDIS_KEY_PREFIX: withDefault(
+    z.string().regex(KEY_PREFIX_PATTERN, 'expected 1 to 64 letters, digits, dots, colons, dashes or underscores (no braces)'),
+    DEFAULT_KEY_PREFIX,
+  ),
+  CHANGE_STREAM_RETENTION_MS: withDefault(
+    positiveInt('an age in milliseconds, at least 60000').refine((n) => n >= 60_000, { error: 'expected an age in milliseconds, at least 60000' }),
+    DEFAULT_RETENTION_MS,
+  ),
+  REPLICA_MAX_LAG_MS: withDefault(positiveInt('a lag in milliseconds'), 30_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -78,6 +91,16 @@ export interface Config {
     readonly timeoutMs: number;
   };
   readonly redisUrl: string | undefined;
+  /** Every Redis key of this mirror starts with `{keyPrefix}`. */
+  readonly keyPrefix: string;
+  readonly state: {
+    /** How long the change stream keeps a change (a replica offline longer reloads the snapshot). */
+    readonly retentionMs: number;
+  };
+  readonly replica: {
+    /** `/readyz` of a replica fails while it is this far behind the shared state. */
+    readonly maxLagMs: number;
+  };
   readonly mirrorDbPath: string;
   readonly http: { readonly port: number; readonly host: string };
   readonly mirrorApiKey: string | undefined;
@@ -123,6 +146,9 @@ export function loadConfig(env: Record<string, string | undefined>, options: { r
       timeoutMs: e.BAPI_TIMEOUT_MS,
     },
     redisUrl: e.REDIS_URL,
+    keyPrefix: e.REDIS_KEY_PREFIX,
+    state: { retentionMs: e.CHANGE_STREAM_RETENTION_MS },
+    replica: { maxLagMs: e.REPLICA_MAX_LAG_MS },
     mirrorDbPath: e.MIRROR_DB_PATH,
     http: { port: e.PORT, host: e.HOST },
     mirrorApiKey: e.MIRROR_API_KEY,
@@ -136,8 +162,8 @@ export const envDescriptions: Record<EnvName, string> = {
   CLERK_SECRET_KEY: 'Clerk secret key, sk_live_… or sk_test_…; used to call BAPI and accepted as a read API bearer',
   CLERK_WEBHOOK_SIGNING_SECRET: "the webhook endpoint's Svix signing secret, whsec_…",
   CLERK_API_URL: 'Backend API base URL (default https://api.clerk.com)',
-  REDIS_URL: 'redis:// URL of the queue; unset starts a private local redis-server',
-  MIRROR_DB_PATH: 'SQLite file of the mirror (default ./data/mirror.db)',
+  REDIS_URL: 'redis:// URL of the queue and the shared state; unset starts a private local redis-server',
+  MIRROR_DB_PATH: "SQLite file a replica keeps equal to the shared state, and the read API and library read (default ./data/mirror.db)",
   PORT: 'HTTP port (default 8080)',
   HOST: 'HTTP listen address (default 127.0.0.1)',
   MIRROR_API_KEY: 'bearer token for the read API (24+ characters); CLERK_SECRET_KEY is accepted too',
@@ -145,8 +171,11 @@ export const envDescriptions: Record<EnvName, string> = {
   BAPI_RATE_LIMIT: 'BAPI requests per window shared by all workers (default 90% of 1000 for sk_live_, of 100 for sk_test_)',
   BAPI_RATE_WINDOW_MS: 'length of that window in ms (default 10000)',
   BAPI_TIMEOUT_MS: 'timeout of one BAPI request in ms (default 10000)',
-  RECONCILE_INTERVAL_MS: 'how often the scheduled reconciliation runs, in ms (default 3600000, hourly; 0 removes the schedule, the reconcile command still works)',
-  RECONCILE_MAX_AGE_MS: 'reconciliation re-fetches rows Clerk has not confirmed for this long, in ms (default 86400000)',
+  RECONCILE_INTERVAL_MS: 'how often the scheduled reconciliation runs, in ms (default 3600000, hourly); 0 turns automatic maintenance off: no schedule and no automatic backfill of an unfilled shared state (the commands still work)',
+  RECONCILE_MAX_AGE_MS: 'reconciliation re-fetches invitations Clerk has not confirmed for this long, in ms (default 86400000)',
+  REDIS_KEY_PREFIX: 'prefix (and Cluster hash tag) of every Redis key, so several mirrors can share one Redis (default clerk-invitation-mirror)',
+  CHANGE_STREAM_RETENTION_MS: 'how long the change stream keeps a change, in ms; a replica offline for longer reloads the snapshot (default 129600000, 36 h)',
+  REPLICA_MAX_LAG_MS: "a replica's /readyz fails while it is this far behind the shared state, in ms (default 30000)",
 };
 
 function describe(name: EnvName): string {

@@ -7,23 +7,25 @@ import { readApiKeys } from './http/auth.ts';
 import type { ReadinessCheck } from './http/health.ts';
 import { createMetrics } from './http/metrics.ts';
 import type { Logger } from './logger.ts';
+import { MAINTENANCE_QUEUE, startMaintenance, type Maintenance } from './maintenance/jobs.ts';
+import { lastReconcileAt } from './maintenance/reconcile.ts';
 import { MirrorReader } from './mirror/lookup.ts';
 import { isMigrated, migrateMirror } from './mirror/migrate.ts';
 import { openMirrorDb, type MirrorConnection } from './mirror/open.ts';
-import { GroupCommitWriter } from './mirror/group-commit.ts';
-import { MirrorWriter } from './mirror/upsert.ts';
 import type { SyncJobData } from './queue/job.ts';
-import { QUEUE_PREFIX } from './queue/names.ts';
 import { SyncQueue } from './queue/sync-queue.ts';
 import { connectRedis, type Redis } from './redis/connection.ts';
 import { ManagedRedis } from './redis/managed.ts';
 import { managedRedisDir } from './redis/resolve.ts';
+import { Replica, replicaReadiness } from './replica/replica.ts';
+import { mirrorKeys } from './state/keys.ts';
+import { PublishBatcher } from './state/publish-batch.ts';
+import { StatePublisher } from './state/publisher.ts';
+import { SharedState } from './state/shared-state.ts';
 import { PipelineStats } from './stats.ts';
-import { MAINTENANCE_QUEUE, startReconcileScheduler, type Maintenance } from './sync/jobs.ts';
-import { lastReconcileAtReader } from './sync/state.ts';
 import { SyncWorker } from './worker/sync-worker.ts';
 
-export const ROLES = ['receiver', 'worker', 'api'] as const;
+export const ROLES = ['receiver', 'worker', 'replica', 'api'] as const;
 export type Role = (typeof ROLES)[number];
 
 export interface ServiceOptions {
@@ -36,10 +38,13 @@ export interface ServiceOptions {
   /** Worker concurrency. */
   concurrency?: number;
   /**
-   * Run the scheduled reconciliation (and background backfills) in the worker role.
+   * Run maintenance in the worker role: the scheduled reconciliation and the backfill of a
+   * shared state that is not filled.
    * @defaultValue true
    */
   reconcile?: boolean;
+  /** How often the worker role checks whether the shared state needs a backfill. @defaultValue 15000 */
+  fillCheckMs?: number;
   /**
    * How long shutdown waits for active jobs before abandoning them to stall recovery.
    * @defaultValue 10000
@@ -53,17 +58,21 @@ export interface Service {
   url: string;
   stats: PipelineStats;
   redisUrl: string | undefined;
+  /** The SQLite file of this process (the replica's, or the api role's read-only one). */
   mirror: MirrorConnection | undefined;
+  replica: Replica | undefined;
   /** Stops accepting webhooks, lets active jobs finish (bounded), closes everything. Idempotent. */
   stop(): Promise<void>;
 }
 
 /** Wires and starts the roles asked for; every resource opened is closed by `stop`, also on a failed start. */
-export async function startService({ config, log, roles = ROLES, coalesceMs, concurrency, reconcile = true, shutdownTimeoutMs = 10_000 }: ServiceOptions): Promise<Service> {
+export async function startService(o: ServiceOptions): Promise<Service> {
+  const { config, log, roles = ROLES, shutdownTimeoutMs = 10_000 } = o;
   const has = (r: Role) => roles.includes(r);
   // Fail closed before opening anything: the read API never serves without a credential.
   const apiKeys = has('api') ? requireApiKeys(config) : optionalApiKeys(config);
   const stats = new PipelineStats();
+  const keys = mirrorKeys(config.keyPrefix);
   const closers: (() => Promise<void> | void)[] = [];
   const stopAll = async () => {
     for (const close of closers.splice(0).reverse()) {
@@ -77,13 +86,15 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
 
   try {
     let mirror: MirrorConnection | undefined;
-    if (has('worker') || has('api')) {
-      mirror = openMirrorDb({ path: config.mirrorDbPath, readonly: !has('worker') });
+    if (has('replica') || has('api')) {
+      // The replica owns the file; an api role without one reads a file another process keeps.
+      const m = openMirrorDb({ path: config.mirrorDbPath, readonly: !has('replica') });
+      mirror = m;
       closers.push(() => {
-        mirror!.sqlite.close();
+        m.sqlite.close();
       });
-      if (has('worker')) {
-        const { applied } = migrateMirror(mirror);
+      if (has('replica')) {
+        const { applied } = migrateMirror(m);
         if (applied) log.info({ applied }, 'mirror migrated');
       }
     }
@@ -93,8 +104,10 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
     let enqueue: ((job: SyncJobData) => Promise<void>) | undefined;
     let queue: SyncQueue | undefined;
     let maintenance: Maintenance | undefined;
+    let replica: Replica | undefined;
+    let state: SharedState | undefined;
     // An api-only process uses Redis (dashboard, queue depth) only when given one; it never starts its own.
-    if (has('receiver') || has('worker') || redisUrl) {
+    if (has('receiver') || has('worker') || has('replica') || redisUrl) {
       if (!redisUrl) {
         const managed = new ManagedRedis({ dir: managedRedisDir(config) });
         redisUrl = await managed.start();
@@ -109,25 +122,32 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
       };
       closers.push(() => Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect()))).then(() => {}));
 
-      const q = new SyncQueue({ connection: connect(true), coalesceMs });
+      const q = new SyncQueue({ connection: connect(true), keys, coalesceMs: o.coalesceMs });
       queue = q;
       closers.push(() => q.close());
       if (has('receiver')) enqueue = (job) => q.enqueue(job);
+      const stateConnection = connect(false);
+      state = new SharedState(stateConnection, keys);
 
       if (has('worker')) {
+        const publisher = new StatePublisher({ connection: stateConnection, keys, retentionMs: config.state.retentionMs });
+        const batcher = new PublishBatcher(publisher);
+        const consumer = new SyncQueue({ connection: connect(false), keys });
         const worker = new SyncWorker({
           connection: connect(false),
+          keys,
           rateLimit: config.clerk.rateLimit,
-          concurrency,
+          concurrency: o.concurrency,
           bapi: new BapiClient({ apiUrl: config.clerk.apiUrl, secretKey: config.clerk.secretKey!, timeoutMs: config.clerk.timeoutMs }),
-          writer: new GroupCommitWriter(new MirrorWriter(mirror!)),
-          ...consumerSide(new SyncQueue({ connection: connect(false) })),
+          publish: (s) => batcher.publish(s),
+          held: (id) => state!.held(id),
+          queue: consumer.queue,
           log,
           stats,
         });
         worker.start();
-        if (reconcile) {
-          const m = await startReconcileScheduler({ connection: connect(false), config, mirror: mirror!, log });
+        if (o.reconcile ?? true) {
+          const m = await startMaintenance({ connection: connect(false), config, keys, state, publisher, log, fillCheckMs: o.fillCheckMs });
           maintenance = m;
           // Aborts a running backfill/reconciliation; its BullMQ retry resumes from the saved cursor.
           closers.push(() => m.close());
@@ -143,6 +163,23 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
           clearTimeout(timer);
         });
       }
+
+      if (has('replica')) {
+        // Not in `connections`: closing the replica disconnects it to end its blocking read.
+        const blocking = connectRedis(redisUrl, {});
+        blocking.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
+        const r = new Replica({
+          redis: stateConnection,
+          blocking,
+          conn: mirror!,
+          keys,
+          log,
+          onApplied: (changes, at) => stats.replicaApplied(changes.length, changes.flatMap((c) => (c.receivedAt === undefined ? [] : [at - c.receivedAt]))),
+        });
+        replica = r;
+        r.start();
+        closers.push(() => r.close());
+      }
     }
 
     const readiness: Record<string, ReadinessCheck> = {};
@@ -153,12 +190,16 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
       const m = mirror;
       readiness.mirror = async () => (m.sqlite.open ? (isMigrated(m) ? true : 'migrations not applied') : 'database closed');
     }
+    if (replica) {
+      const r = replica;
+      readiness.replica = async () => replicaReadiness(await r.status(), config.replica.maxLagMs / 1000);
+    }
 
     const reader = mirror ? new MirrorReader(mirror) : undefined;
     // The dashboard shows the maintenance queue even where this process does not run it.
     const maintenanceQueue = (m: Maintenance | undefined) => {
       if (m) return m.queue;
-      const q = new Queue(MAINTENANCE_QUEUE, { connection: connections[0]!, prefix: QUEUE_PREFIX });
+      const q = new Queue(MAINTENANCE_QUEUE, { connection: connections[0]!, prefix: keys.queuePrefix });
       closers.push(() => q.close());
       return q;
     };
@@ -166,7 +207,8 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
       stats,
       queueCounts: queue ? () => queue.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed') : undefined,
       mirrorCounts: reader ? () => reader.statusCounts() : undefined,
-      lastReconcileAt: mirror ? lastReconcileAtReader(mirror) : undefined,
+      lastReconcileAt: state ? () => lastReconcileAt(state) : undefined,
+      replicaStatus: replica ? () => replica.status() : undefined,
     });
     const app = await buildApp({
       log,
@@ -183,7 +225,7 @@ export async function startService({ config, log, roles = ROLES, coalesceMs, con
     log.info({ url, roles }, 'clerk-invitation-mirror started');
 
     let stopping: Promise<void> | undefined;
-    return { app, url, stats, redisUrl, mirror, stop: () => (stopping ??= stopAll()) };
+    return { app, url, stats, redisUrl, mirror, replica, stop: () => (stopping ??= stopAll()) };
   } catch (err) {
     await stopAll();
     throw err;
@@ -204,9 +246,4 @@ function optionalApiKeys(config: Config): string[] | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** What the worker needs of the queue: pausing it on 429, and the versions webhooks announced. */
-function consumerSide(q: SyncQueue) {
-  return { queue: q.queue, announced: q.announced };
 }

@@ -2,8 +2,26 @@
 export interface StatsObserver {
   enqueue?(ms: number): void;
   bapi?(ms: number, result: string): void;
+  /** Event accepted → its state published into the shared state. */
   lag?(ms: number): void;
+  /** Event accepted → its state applied by this process's replica. */
+  replicaLag?(ms: number): void;
   rateLimitWait?(ms: number): void;
+}
+
+/** The latest timing samples, for percentiles; the older half is dropped when full. */
+class Samples {
+  private xs: number[] = [];
+  constructor(private readonly max: number) {}
+  add(ms: number): void {
+    if (this.xs.length >= this.max) this.xs = this.xs.slice(this.max / 2);
+    this.xs.push(ms);
+  }
+  percentile(p: number): number | undefined {
+    if (this.xs.length === 0) return undefined;
+    const s = [...this.xs].sort((a, b) => a - b);
+    return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+  }
 }
 
 /**
@@ -13,14 +31,18 @@ export interface StatsObserver {
 export class PipelineStats {
   readonly webhooks = new Map<string, number>(); // `${outcome}:${type}` → count
   readonly jobs = { completed: 0, retried: 0, failed: 0, rateLimited: 0, skipped: 0 };
+  /** Outcomes of the worker's publishes into the shared state. */
   readonly writes = { inserted: 0, updated: 0, unchanged: 0, stale: 0, tombstoned: 0 };
+  /** Changes this process's replica applied. */
+  readonly replica = { applied: 0 };
   readonly bapi = new Map<string, number>(); // status or error kind → count
-  private lags: number[] = [];
+  private readonly lags: Samples;
+  private readonly replicaLags: Samples;
   private readonly observers: StatsObserver[] = [];
-  private readonly maxLagSamples: number;
 
   constructor({ maxLagSamples = 100_000 } = {}) {
-    this.maxLagSamples = maxLagSamples;
+    this.lags = new Samples(maxLagSamples);
+    this.replicaLags = new Samples(maxLagSamples);
   }
 
   /** Adds an observer of timings; returns a function that removes it. */
@@ -64,14 +86,23 @@ export class PipelineStats {
   }
 
   lag(ms: number): void {
-    if (this.lags.length >= this.maxLagSamples) this.lags = this.lags.slice(this.maxLagSamples / 2);
-    this.lags.push(ms);
+    this.lags.add(ms);
     for (const o of this.observers) o.lag?.(ms);
   }
 
   lagPercentile(p: number): number | undefined {
-    if (this.lags.length === 0) return undefined;
-    const s = [...this.lags].sort((a, b) => a - b);
-    return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+    return this.lags.percentile(p);
+  }
+
+  replicaApplied(n: number, lagsMs: readonly number[]): void {
+    this.replica.applied += n;
+    for (const ms of lagsMs) {
+      this.replicaLags.add(ms);
+      for (const o of this.observers) o.replicaLag?.(ms);
+    }
+  }
+
+  replicaLagPercentile(p: number): number | undefined {
+    return this.replicaLags.percentile(p);
   }
 }

@@ -24,8 +24,23 @@ const dockerfile = read('Dockerfile');
 describe('docker-compose.yml', () => {
   const { redis, mirror } = compose.services;
 
-  it('has exactly the redis and mirror services', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['mirror', 'redis']);
+  it('has exactly the redis, mirror and replica-b services', () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['mirror', 'redis', 'replica-b']);
+  });
+
+  it('runs a second replica on the same Redis, with a file of its own and no Clerk credential', () => {
+    const b = compose.services['replica-b']!;
+    expect(b.build).toBe('.');
+    expect(b.command).toEqual(['start', '--role', 'replica,api']);
+    expect(b.depends_on).toEqual({ redis: { condition: 'service_healthy' } });
+    const env = b.environment!;
+    for (const name of Object.keys(env)) expect(ENV_NAMES, `${name} is not in the config schema`).toContain(name);
+    expect(env.REDIS_URL).toBe(mirror!.environment!.REDIS_URL);
+    expect(Object.keys(env).filter((n) => n.startsWith('CLERK_'))).toEqual([]);
+    expect(b.volumes).toEqual(['replica-b-data:/data']);
+    expect(compose.volumes).toHaveProperty('replica-b-data');
+    expect(b.volumes![0]!.split(':')[0]).not.toBe(mirror!.volumes![0]!.split(':')[0]);
+    expect(env).toHaveProperty('MIRROR_API_KEY');
   });
 
   it('runs Redis with AOF on, noeviction, a healthcheck and a named volume', () => {
@@ -100,7 +115,10 @@ describe('Dockerfile', () => {
     expect(runtime).toMatch(/HEALTHCHECK[\s\S]*\/readyz/);
   });
 
-  it('copies what the runtime needs: dist, bin and the migrations', () => {
+  it('copies what the runtime needs: dist (with the Lua scripts the build copies into it), bin and the migrations', () => {
     for (const path of ['/app/dist ./dist', 'bin ./bin', 'migrations ./migrations']) expect(runtime).toContain(path);
+    const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
+    expect(pkg.scripts.build).toContain("cpSync('src/state/scripts', 'dist/state/scripts'");
+    expect(stages[0]).toMatch(/npm run build/);
   });
 });

@@ -9,7 +9,8 @@ import { createLogger } from '../src/logger.ts';
 import { MirrorReader } from '../src/mirror/lookup.ts';
 import { migrateMirror } from '../src/mirror/migrate.ts';
 import { openMirrorDb, type MirrorConnection } from '../src/mirror/open.ts';
-import { MirrorWriter } from '../src/mirror/upsert.ts';
+import { ReplicaWriter } from '../src/replica/writer.ts';
+import { storedStateOf } from '../src/state/codec.ts';
 import { PipelineStats } from '../src/stats.ts';
 import { invitation, tempDir } from './helpers/fixtures.ts';
 
@@ -28,13 +29,11 @@ let slowUrl: string;
 beforeAll(async () => {
   conn = openMirrorDb({ path: join(tmp.path, 'mirror.db') });
   migrateMirror(conn);
-  const writer = new MirrorWriter(conn);
-  const at = Date.now();
-  writer.writeMany([
-    { kind: 'present', invitation: invitation({ id: LIVE, organization_id: ORG }), observedAt: at, source: 'webhook' },
+  new ReplicaWriter(conn).apply([
+    storedStateOf(invitation({ id: LIVE, organization_id: ORG })),
     // Non-ASCII text: content-length must count bytes, not characters.
-    { kind: 'present', invitation: invitation({ id: UNICODE, organization_id: ORG, public_metadata: { team: 'Ærø ✓ 💥' } }), observedAt: at, source: 'webhook' },
-    { kind: 'gone', id: GONE, organizationId: ORG, observedAt: at, source: 'webhook' },
+    storedStateOf(invitation({ id: UNICODE, organization_id: ORG, public_metadata: { team: 'Ærø ✓ 💥' } })),
+    storedStateOf(invitation({ id: GONE, organization_id: ORG }), { deleted: true }),
   ]);
   reader = new MirrorReader(conn);
   for (const fastPath of [true, false]) {

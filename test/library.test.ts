@@ -2,7 +2,8 @@ import { isClerkAPIResponseError } from '@clerk/backend/errors';
 import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
 import type { OrganizationInvitation } from '@clerk/backend';
 import { createMirror, getOrganizationInvitation, type Mirror } from '../src/index.ts';
-import { MirrorWriter } from '../src/mirror/upsert.ts';
+import { ReplicaWriter } from '../src/replica/writer.ts';
+import { storedStateOf } from '../src/state/codec.ts';
 import { openMirrorDb } from '../src/mirror/open.ts';
 import { invitation, tempDir } from './helpers/fixtures.ts';
 import { seedMirror } from './helpers/mirror.ts';
@@ -67,7 +68,7 @@ describe('createMirror().getOrganizationInvitation', () => {
   it('answers 404 for a tombstone', async () => {
     const p = seedMirror(tmp.path, 'tomb.db', [invitation({ id: 'orginv_t', organization_id: ORG })]);
     const conn = openMirrorDb({ path: p });
-    new MirrorWriter(conn).write({ kind: 'gone', id: 'orginv_t', organizationId: ORG, observedAt: Date.now() + 1000, source: 'reconcile' });
+    new ReplicaWriter(conn).apply([storedStateOf(invitation({ id: 'orginv_t', organization_id: ORG }), { deleted: true, source: 'reconcile' })]);
     const m = createMirror({ path: p, readonly: true });
     await notFound(m.getOrganizationInvitation({ organizationId: ORG, invitationId: 'orginv_t' }));
     m.close();

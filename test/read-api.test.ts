@@ -1,7 +1,14 @@
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClerkClient } from '@clerk/backend';
 import { isClerkAPIResponseError } from '@clerk/backend/errors';
+import { BapiClient } from '../src/clerk/client.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
+import { runBackfill } from '../src/maintenance/backfill.ts';
+import { SharedRateLimiter } from '../src/maintenance/rate-limiter.ts';
+import { mirrorKeys } from '../src/state/keys.ts';
+import { StatePublisher } from '../src/state/publisher.ts';
+import { SharedState } from '../src/state/shared-state.ts';
 import { isLoopback } from '../src/http/metrics.ts';
 import { createLogger } from '../src/logger.ts';
 import { startService } from '../src/service.ts';
@@ -159,11 +166,29 @@ describe('read API: auth', () => {
     expect((await get('/v1/users')).status).toBe(404);
   });
 
-  it('leaves the webhook route, /healthz and /readyz open', async () => {
+  it('leaves the webhook route, /healthz and /readyz open; /readyz waits for a filled shared state', async () => {
     expect((await get('/healthz', null)).status).toBe(200);
+    // Only webhooks so far: the replica follows, but the shared state has never had a backfill.
+    const unfilled = await get('/readyz', null);
+    expect(unfilled.status).toBe(503);
+    expect(await unfilled.json()).toEqual({ status: 'unavailable', failing: { replica: 'the shared state has not been filled by a backfill yet' } });
+    const redis = new Redis(h.service.redisUrl!);
+    try {
+      const keys = mirrorKeys();
+      const summary = await runBackfill({
+        state: new SharedState(redis, keys),
+        publisher: new StatePublisher({ connection: redis, keys, retentionMs: 60_000 }),
+        bapi: new BapiClient({ apiUrl: h.sim.url, secretKey: SECRET_KEY }),
+        limiter: new SharedRateLimiter({ connection: redis, keys, rateLimit: { max: 1000, windowMs: 10_000 } }),
+        log: createLogger({ level: 'silent' }),
+      });
+      expect(summary.status).toBe('completed');
+    } finally {
+      await redis.quit();
+    }
     const ready = await get('/readyz', null);
     expect(ready.status).toBe(200);
-    expect(((await ready.json()) as { checks: string[] }).checks.sort()).toEqual(['mirror', 'redis']);
+    expect(((await ready.json()) as { checks: string[] }).checks.sort()).toEqual(['mirror', 'redis', 'replica']);
     const hook = await fetch(h.webhookUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     expect(hook.status).toBe(400);
   });

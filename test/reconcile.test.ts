@@ -3,12 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BapiClient } from '../src/clerk/client.ts';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
-import type { MirrorConnection } from '../src/mirror/open.ts';
 import { DAY_MS } from '../src/simulator/model.ts';
-import { startReconcileScheduler } from '../src/sync/jobs.ts';
-import { SharedRateLimiter } from '../src/sync/rate-limiter.ts';
-import { runReconcile, type DriftKind } from '../src/sync/reconcile.ts';
-import { lastReconcileAtReader } from '../src/sync/state.ts';
+import { startMaintenance } from '../src/maintenance/jobs.ts';
+import { SharedRateLimiter } from '../src/maintenance/rate-limiter.ts';
+import { lastReconcileAt, runReconcile, type DriftKind } from '../src/maintenance/reconcile.ts';
+import { isEqualReport, verifyReplica } from '../src/replica/verify.ts';
+import { mirrorKeys } from '../src/state/keys.ts';
+import { StatePublisher } from '../src/state/publisher.ts';
+import { SharedState } from '../src/state/shared-state.ts';
 import { tempDir } from './helpers/fixtures.ts';
 import { SECRET_KEY, settle, startHarness, type Harness } from './helpers/pipeline.ts';
 
@@ -28,6 +30,7 @@ beforeAll(async () => {
   });
   redisUrl = h.service.redisUrl!;
   redis = new Redis(redisUrl);
+  state = new SharedState(redis, keys);
 });
 afterAll(async () => {
   await redis?.quit();
@@ -36,11 +39,13 @@ afterAll(async () => {
 });
 
 const log = createLogger({ level: 'silent' });
-const conn = (): MirrorConnection => h.service.mirror!;
+const keys = mirrorKeys();
+let state: SharedState;
 const deps = () => ({
-  conn: conn(),
+  state,
+  publisher: new StatePublisher({ connection: redis, keys, retentionMs: 86_400_000 }),
   bapi: new BapiClient({ apiUrl: h.sim.url, secretKey: SECRET_KEY, timeoutMs: 5000 }),
-  limiter: new SharedRateLimiter({ connection: redis, rateLimit: { max: 1000, windowMs: 10_000 } }),
+  limiter: new SharedRateLimiter({ connection: redis, keys, rateLimit: { max: 1000, windowMs: 10_000 } }),
   log,
 });
 
@@ -48,35 +53,45 @@ interface Row {
   id: string;
   status: string | null;
   updated_at: number;
-  deleted_at: number | null;
+  confirmed_at: number;
+  deleted_at: boolean;
   raw: string | null;
 }
-const allRows = () => conn().sqlite.prepare('SELECT id, status, updated_at, deleted_at, raw FROM organization_invitations ORDER BY id').all() as Row[];
+async function allRows(): Promise<Row[]> {
+  const out: Row[] = [];
+  for await (const batch of state.scan()) {
+    for (const s of batch) out.push({ id: s.id, status: s.fields.status, updated_at: s.updatedAt, confirmed_at: s.confirmedAt, deleted_at: s.deleted, raw: s.raw });
+  }
+  return out.sort((a, b) => a.id.localeCompare(b.id));
+}
 
-function expectMirrorEqualsTruth() {
+/** The shared state equals Clerk, and the service's replica has applied it, row for row. */
+async function expectMirrorEqualsTruth() {
   const truth = h.sim.store.truth();
-  const live = allRows().filter((r) => r.deleted_at === null);
+  const live = (await allRows()).filter((r) => !r.deleted_at);
   expect(live.map((r) => r.id).sort()).toEqual(truth.map((t) => t.id).sort());
   const byId = new Map(live.map((r) => [r.id, JSON.parse(r.raw!)]));
   for (const inv of truth) expect(byId.get(inv.id)).toStrictEqual(inv);
+  await settle(h);
+  expect(isEqualReport(await verifyReplica(h.service.mirror!, state))).toBe(true);
 }
 
-/** The drift a correct reconciliation must report, worked out from the mirror and the truth. */
-function expectedDrift(): Record<DriftKind, number> {
+/** The drift a correct reconciliation must report, worked out from the shared state and the truth. */
+async function expectedDrift(): Promise<Record<DriftKind, number>> {
   const truth = new Map(h.sim.store.truth().map((t) => [t.id, t]));
   const d: Record<DriftKind, number> = { missing: 0, outdated: 0, expired: 0, gone: 0 };
-  const rows = new Map(allRows().map((r) => [r.id, r]));
+  const rows = new Map((await allRows()).map((r) => [r.id, r]));
   for (const [id, t] of truth) {
     const r = rows.get(id);
-    if (!r || r.deleted_at !== null) d.missing++;
+    if (!r || r.deleted_at) d.missing++;
     else if (r.updated_at !== t.updated_at) d[r.status === 'pending' && t.status === 'expired' ? 'expired' : 'outdated']++;
   }
-  for (const r of rows.values()) if (r.deleted_at === null && !truth.has(r.id)) d.gone++;
+  for (const r of rows.values()) if (!r.deleted_at && !truth.has(r.id)) d.gone++;
   return d;
 }
 
 describe('reconciliation', () => {
-  it('after lost, reordered and duplicated webhooks and silent expiry, one run makes the mirror equal to Clerk, row for row', async () => {
+  it('after lost, reordered and duplicated webhooks and silent expiry, one run makes the shared state and the replica equal to Clerk, row for row', async () => {
     const store = h.sim.store;
     // Pre-existing invitations no webhook ever announced.
     store.seed({ organizations: 2, invitationsPerOrganization: 10 });
@@ -94,31 +109,38 @@ describe('reconciliation', () => {
     store.updateMetadata(invs[10]!.id, { publicMetadata: { changed: true } });
     store.deleteOrganization(orgs[2]!.id);
 
-    const expected = expectedDrift();
+    const expected = await expectedDrift();
     expect(expected.missing).toBeGreaterThan(20);
     expect(expected.expired).toBeGreaterThan(0);
     expect(expected.outdated).toBeGreaterThan(0);
     expect(expected.gone).toBeGreaterThan(0);
 
     // A dry run reports the same drift and writes nothing.
-    const before = allRows();
+    const before = await allRows();
+    const changesBefore = await redis.xlen(keys.changes);
     const dry = await runReconcile({ ...deps(), dryRun: true });
     expect(dry.status).toBe('completed');
     for (const k of Object.keys(expected) as DriftKind[]) expect(dry.drift[k]).toEqual({ found: expected[k], repaired: 0 });
-    expect(allRows()).toEqual(before);
-    expect(lastReconcileAtReader(conn())()).toBeUndefined();
+    expect(await allRows()).toEqual(before);
+    expect(await redis.xlen(keys.changes)).toBe(changesBefore);
+    expect(await lastReconcileAt(state)).toBeUndefined();
+    expect((await state.meta())!.filledAt).toBeUndefined();
 
     const t0 = Date.now();
     const report = await runReconcile(deps());
     expect(report.status).toBe('completed');
     for (const k of Object.keys(expected) as DriftKind[]) expect(report.drift[k]).toEqual({ found: expected[k], repaired: expected[k] });
-    expectMirrorEqualsTruth();
-    // The deleted organization's invitations are tombstones now.
+    await expectMirrorEqualsTruth();
+    // The deleted organization's invitations are tombstones now, in the replica too.
     const doomed = new Set(invs.filter((i) => i.organization_id === orgs[2]!.id).map((i) => i.id));
-    const tomb = allRows().filter((r) => doomed.has(r.id));
+    const tomb = (await allRows()).filter((r) => doomed.has(r.id));
     expect(tomb.length).toBeGreaterThan(0);
-    expect(tomb.every((r) => r.deleted_at !== null)).toBe(true);
-    expect(lastReconcileAtReader(conn())()).toBeGreaterThanOrEqual(t0);
+    expect(tomb.every((r) => r.deleted_at)).toBe(true);
+    const inReplica = h.service.mirror!.sqlite.prepare('SELECT count(*) FROM organization_invitations WHERE deleted_at IS NOT NULL AND id IN (SELECT value FROM json_each(?))').pluck().get(JSON.stringify([...doomed]));
+    expect(inReplica).toBe(tomb.length);
+    expect(await lastReconcileAt(state)).toBeGreaterThanOrEqual(t0);
+    // A complete pass over the lists fills the state.
+    expect((await state.meta())!.filledAt).toBeGreaterThanOrEqual(t0);
 
     const again = await runReconcile(deps());
     expect(Object.values(again.drift).every((d) => d.found === 0)).toBe(true);
@@ -142,9 +164,9 @@ describe('reconciliation', () => {
     expect(r.drift.expired.found).toBe(1);
     expect(r.refetched).toBe(1);
     expect(h.sim.stats().getInvitationCalls[soon.id]).toBe(1);
-    expect(JSON.parse(allRows().find((x) => x.id === soon.id)!.raw!).status).toBe('expired');
+    expect(JSON.parse((await allRows()).find((x) => x.id === soon.id)!.raw!).status).toBe('expired');
     // Unconfirmed for longer than maxAge: every live row is re-fetched.
-    const live = allRows().filter((x) => x.deleted_at === null).length;
+    const live = (await allRows()).filter((x) => !x.deleted_at).length;
     const old = await runReconcile({ ...deps(), lists: false, maxAgeMs: 1000, now: () => later });
     expect(old.refetched).toBe(live);
   });
@@ -157,12 +179,13 @@ describe('reconciliation', () => {
       BAPI_RATE_LIMIT: '1000',
       RECONCILE_INTERVAL_MS: '60000',
     });
-    const read = lastReconcileAtReader(conn());
-    const before = read();
+    const read = () => lastReconcileAt(state);
+    const before = await read();
     expect(before).toBeDefined(); // the runs above recorded one (on the simulator's advanced clock)
     const startedAt = Date.now();
     // A restart soon after a run does not run again: the next one is due an interval after the last.
-    const m = await startReconcileScheduler({ connection: redis, config, mirror: conn(), log });
+    const common = { connection: redis, keys, state, publisher: deps().publisher, log };
+    const m = await startMaintenance({ ...common, config });
     try {
       const schedulers = await m.queue.getJobSchedulers();
       expect(schedulers).toHaveLength(1);
@@ -173,17 +196,17 @@ describe('reconciliation', () => {
       await m.close();
     }
     // Overdue (a short interval, no schedule yet): it runs at once and records itself.
-    const short = await startReconcileScheduler({ connection: redis, config: { ...config, reconcile: { ...config.reconcile, intervalMs: 1500 } }, mirror: conn(), log });
+    const short = await startMaintenance({ ...common, config: { ...config, reconcile: { ...config.reconcile, intervalMs: 1500 } } });
     try {
       const deadline = Date.now() + 15_000;
-      while (read() === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-      expect(read()).not.toBe(before);
-      expect(read()).toBeGreaterThanOrEqual(startedAt);
+      while ((await read()) === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(await read()).not.toBe(before);
+      expect(await read()).toBeGreaterThanOrEqual(startedAt);
     } finally {
       await short.close();
     }
     // RECONCILE_INTERVAL_MS=0 removes the schedule (for every host sharing the Redis).
-    const off = await startReconcileScheduler({ connection: redis, config: { ...config, reconcile: { ...config.reconcile, intervalMs: 0 } }, mirror: conn(), log });
+    const off = await startMaintenance({ ...common, config: { ...config, reconcile: { ...config.reconcile, intervalMs: 0 } } });
     try {
       expect(await off.queue.getJobSchedulers()).toEqual([]);
     } finally {

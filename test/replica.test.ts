@@ -102,9 +102,9 @@ describe('replica', () => {
     await r.caughtUp;
     await r.close();
     // Offline while hundreds of changes come and go (retention 1 ms).
-    for (let i = 0; i < 5; i++) {
-      await publisher.publish(Array.from({ length: 120 }, (_, j) => present(`orginv_t${i}x${j}`, 1)));
-      await new Promise((res) => setTimeout(res, 3));
+    for (let i = 0; i < 300; i++) {
+      await publisher.publish([present(`orginv_t${i}`, 1)]);
+      if (i % 50 === 0) await new Promise((res) => setTimeout(res, 3));
     }
     const again = replicaOf(conn, keys);
     await waitUntil(() => equal(conn), 'the replica to reload');

@@ -75,7 +75,8 @@ describe('start: running and stopping', () => {
     const db = join(tmp.path, 'run/mirror.db');
     const p = start({ ...credentials, CLERK_API_URL: sim.url, REDIS_URL: redisUrl, MIRROR_DB_PATH: db });
     const url = await startedUrl(p);
-    expect((await fetch(`${url}/readyz`)).status).toBe(200);
+    // Ready once the replica has loaded a shared state that the start-up backfill filled.
+    await waitUntil(async () => (await fetch(`${url}/readyz`)).status === 200, 'readiness');
     sim.delivery.addEndpoint(`${url}/webhooks/clerk`);
     const org = sim.store.createOrganization({ name: 'Start' });
     const inv = sim.store.createInvitation(org.id, { emailAddress: 'started@example.com' });
@@ -126,7 +127,7 @@ describe('start: running and stopping', () => {
     expect(await r.config('GET', 'maxmemory-policy')).toEqual(['maxmemory-policy', 'noeviction']);
     expect((await r.config('GET', 'dir'))[1]).toBe(join(tmp.path, 'managed/redis'));
     r.disconnect();
-    expect((await fetch(`${url}/readyz`)).status).toBe(200);
+    await waitUntil(async () => (await fetch(`${url}/readyz`)).status === 200, 'readiness');
 
     // `failed` finds the running service's private Redis without REDIS_URL.
     const failed = await runCli(['failed', 'list'], { MIRROR_DB_PATH: db });

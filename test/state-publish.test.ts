@@ -12,8 +12,10 @@ function rig(name: string, retentionMs = 86_400_000) {
   const keys = isolatedKeys(name);
   const publisher = new StatePublisher({ connection: redis, keys, retentionMs });
   const state = new SharedState(redis, keys);
-  const entries = async () => ((await redis.xrange(keys.changes, '-', '+')) as [string, string[]][]).map(([id, kv]) => decodeEntry(id, kv));
-  return { keys, publisher, state, entries };
+  const streamEntries = async () => ((await redis.xrange(keys.changes, '-', '+')) as [string, string[]][]).map(([id, kv]) => decodeEntry(id, kv));
+  /** Every change of the stream, with the entry it came in. */
+  const entries = async () => (await streamEntries()).flatMap((e) => e.changes.map((c) => ({ ...c, entry: e })));
+  return { keys, publisher, state, entries, streamEntries };
 }
 
 const present = (overrides: Record<string, unknown>, observedAt: number, raw?: string): InvitationState => ({
@@ -41,9 +43,9 @@ describe('publishing a state', () => {
       [2, 1001],
     ]);
     // Each entry names the one before it, so a reader can tell it missed some.
-    expect(e[0]!.previous).toBe('0-0');
-    expect(e[1]!.previous).toBe(e[0]!.streamId);
-    expect(await state.meta()).toMatchObject({ seq: 2, last: e[1]!.streamId });
+    expect(e[0]!.entry.previous).toBe('0-0');
+    expect(e[1]!.entry.previous).toBe(e[0]!.entry.streamId);
+    expect(await state.meta()).toMatchObject({ seq: 2, last: e[1]!.entry.streamId });
   });
 
   it('the same version with other content wins when observed later, and only then', async () => {
@@ -108,11 +110,26 @@ describe('publishing a state', () => {
     expect((await entries()).length).toBe(1);
   });
 
-  it('batches apply in order, one script run for all', async () => {
-    const { publisher, entries } = rig('batch');
+  it('batches apply in order, one script run and one stream entry for all', async () => {
+    const { publisher, entries, streamEntries } = rig('batch');
     const out = await publisher.publish([present({ id: 'orginv_g1', updated_at: 1 }, 1), present({ id: 'orginv_g1', updated_at: 3 }, 1), present({ id: 'orginv_g1', updated_at: 2 }, 1)]);
     expect(out.outcomes).toEqual(['inserted', 'updated', 'stale']);
-    expect((await entries()).map((e) => e.state.updatedAt)).toEqual([1, 3]);
+    expect((await entries()).map((e) => [e.seq, e.state.updatedAt])).toEqual([
+      [1, 1],
+      [2, 3],
+    ]);
+    expect(await streamEntries()).toHaveLength(1);
+  });
+
+  it('keeps raw JSON of any shape intact through the stream (newlines, separators, non-ASCII)', async () => {
+    const { publisher, entries } = rig('raw');
+    const inv = invitation({ id: 'orginv_m1', updated_at: 9, public_metadata: { note: 'a|b\nc ✓ 💥', sep: '\u001e' } });
+    const raw = `${JSON.stringify(inv, null, 2)}\n`;
+    await publisher.publish([present(inv, 1, raw), present({ id: 'orginv_m2', updated_at: 9 }, 1)]);
+    const e = await entries();
+    expect(e.map((x) => x.state.id)).toEqual(['orginv_m1', 'orginv_m2']);
+    expect(e[0]!.state.raw).toBe(raw);
+    expect(JSON.parse(e[0]!.state.raw!)).toStrictEqual(inv);
   });
 
   it('records and cursors are written only into the epoch the caller worked on', async () => {
@@ -134,15 +151,15 @@ describe('publishing a state', () => {
   });
 
   it('trims the stream by age, keeping the chain of previous ids intact for what stays', async () => {
-    const { publisher, entries } = rig('trim', 1);
-    for (let i = 0; i < 6; i++) {
-      await publisher.publish(Array.from({ length: 100 }, (_, j) => present({ id: `orginv_t${i}x${j}`, updated_at: 1 }, 1)));
-      await new Promise((r) => setTimeout(r, 5));
+    const { publisher, streamEntries } = rig('trim', 1);
+    for (let i = 0; i < 300; i++) {
+      await publisher.publish([present({ id: `orginv_t${i}`, updated_at: 1 }, 1)]);
+      if (i % 50 === 0) await new Promise((r) => setTimeout(r, 5));
     }
-    const e = await entries();
-    expect(e.length).toBeLessThan(600);
+    const e = await streamEntries();
+    expect(e.length).toBeLessThan(300);
     for (let i = 1; i < e.length; i++) expect(e[i]!.previous).toBe(e[i - 1]!.streamId);
-    expect(e.at(-1)!.seq).toBe(600);
+    expect(e.at(-1)!.lastSeq).toBe(300);
   });
 
   it('answers the skip rule: stored version and announced version in one call', async () => {

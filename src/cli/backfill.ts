@@ -1,35 +1,36 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
-import { formatBackfillSummary, runBackfill } from '../sync/backfill.ts';
-import { interruptSignal, withSyncContext } from '../sync/context.ts';
-import { logProgress, ttyProgress } from '../sync/progress.ts';
-import { withRunLock } from '../sync/run-lock.ts';
+import { formatBackfillSummary, runBackfill } from '../maintenance/backfill.ts';
+import { interruptSignal, withMaintenanceContext } from '../maintenance/context.ts';
+import { logProgress, ttyProgress } from '../maintenance/progress.ts';
+import { withRunLock } from '../maintenance/run-lock.ts';
 import { UsageError, type Command } from './command.ts';
 
 export const backfillCommand: Command = {
-  summary: "copy every invitation from Clerk's lists into the mirror (resumable)",
-  help: `Usage: clerk-invitation-mirror backfill [--restart] [--concurrency N] [--page-size N] [--db PATH] [--json]
+  summary: "copy every invitation from Clerk's lists into the shared state, and so every replica (resumable)",
+  help: `Usage: clerk-invitation-mirror backfill [--restart] [--concurrency N] [--page-size N] [--json]
 
 Pages through GET /v1/organization_invitations (500 per page; organization by
-organization when that endpoint answers 404) and writes every invitation through the
-same rule as the worker: a row only moves to a newer updated_at. One transaction per
-page; the cursor is saved with it, so after Ctrl-C or a crash the next run resumes where
-it stopped. BAPI calls share the worker's rate limit (BAPI_RATE_LIMIT per
+organization when that endpoint answers 404) and publishes every invitation into the
+shared state in Redis through the same rule as the worker (a newer updated_at wins), from
+where every replica applies it. One atomic publish per page; the cursor is saved with it,
+so after Ctrl-C or a crash the next run resumes where it stopped. A completed run marks
+the shared state filled (replicas report ready only then). The service queues a backfill
+by itself whenever it finds the state not filled. BAPI calls share the worker's rate limit (BAPI_RATE_LIMIT per
 BAPI_RATE_WINDOW_MS, across every process using this Redis), wait out 429s and retry
 transient failures.
 
 Shows a progress bar on a terminal, a log line every 5 s otherwise, and a summary.
 Exit codes: 0 done, 1 stopped on an error (cursor kept), 130 interrupted (cursor kept).
 
-Needs CLERK_SECRET_KEY; uses CLERK_API_URL, REDIS_URL (unset: the service's private
-redis-server) and MIRROR_DB_PATH.
+Needs CLERK_SECRET_KEY; uses CLERK_API_URL, REDIS_URL (unset: the private redis-server
+of the service at MIRROR_DB_PATH) and REDIS_KEY_PREFIX.
 
 Options:
   --restart        ignore a saved cursor and start from the first page
   --concurrency N  requests in flight at once (default 4)
   --page-size N    invitations per request, 1 to 500 (default 500)
-  --db PATH        SQLite file (default: MIRROR_DB_PATH)
   --json           print the summary as JSON
   -h, --help       show this help`,
   async run(argv, env) {
@@ -39,7 +40,6 @@ Options:
         restart: { type: 'boolean', default: false },
         concurrency: { type: 'string', default: '4' },
         'page-size': { type: 'string', default: '500' },
-        db: { type: 'string' },
         json: { type: 'boolean', default: false },
       },
       strict: true,
@@ -54,9 +54,9 @@ Options:
     const progress = tty ? ttyProgress(process.stderr) : logProgress(log);
     const interrupt = interruptSignal(() => process.stderr.write('\ninterrupted: finishing the pages in flight and saving the cursor (Ctrl-C again to quit now)\n'));
     try {
-      const summary = await withSyncContext(config, values.db ?? config.mirrorDbPath, (ctx) =>
-        withRunLock(ctx.redis, 'backfill', () =>
-          runBackfill({ conn: ctx.conn, bapi: ctx.bapi, limiter: ctx.limiter, log, signal: interrupt.signal, pageSize, concurrency, restart: values.restart, progress }),
+      const summary = await withMaintenanceContext(config, (ctx) =>
+        withRunLock(ctx.redis, ctx.keys, 'backfill', () =>
+          runBackfill({ state: ctx.state, publisher: ctx.publisher, bapi: ctx.bapi, limiter: ctx.limiter, log, signal: interrupt.signal, pageSize, concurrency, restart: values.restart, progress }),
         ),
       );
       console.log(values.json ? JSON.stringify(summary) : formatBackfillSummary(summary));

@@ -6,6 +6,7 @@ import { migrateCommand } from './migrate.ts';
 import { reconcileCommand } from './reconcile.ts';
 import { simulatorCommand } from './simulator.ts';
 import { startCommand } from './start.ts';
+import { verifyCommand } from './verify.ts';
 
 /** Every sub-command of the `clerk-invitation-mirror` binary, in the order `--help` lists them. */
 export const commands: Record<string, Command> = {
@@ -14,6 +15,7 @@ export const commands: Record<string, Command> = {
   migrate: migrateCommand,
   backfill: backfillCommand,
   reconcile: reconcileCommand,
+  verify: verifyCommand,
   failed: failedCommand,
   simulator: simulatorCommand,
 };

@@ -7,7 +7,10 @@ import { Queue } from 'bullmq';
 import { loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
 import { createMirror } from '../mirror/mirror.ts';
-import { QUEUE_PREFIX, SYNC_QUEUE } from '../queue/names.ts';
+import { SYNC_QUEUE } from '../queue/names.ts';
+import { createReplica, type ReplicaMirror } from '../replica/create.ts';
+import { replicaReadiness } from '../replica/replica.ts';
+import { mirrorKeys } from '../state/keys.ts';
 import { connectRedis } from '../redis/connection.ts';
 import { startService, type Service } from '../service.ts';
 import { randomBase62 } from '../simulator/ids.ts';
@@ -20,11 +23,13 @@ export const demoCommand: Command = {
   help: `Usage: clerk-invitation-mirror demo [--organizations N] [--invitations N] [--new N] [--keep]
 
 Shows the mirror working with nothing configured and no Clerk account: starts the Clerk
-simulator, a private redis-server and the mirror (receiver, worker, read API); seeds
-organizations and invitations; then creates, accepts and revokes invitations so that the
-simulator sends Svix-signed webhooks, some of them duplicated and reordered. It ends with a
-summary (events, jobs, BAPI calls per event, sync lag, lookups per second) and checks that
-every invitation in the mirror equals the simulator's truth; it exits 0 only if it does.
+simulator, a private redis-server and the mirror (receiver, worker, replica, read API), plus
+a second replica in memory through the library (createReplica), as another host would run
+it; seeds organizations and invitations; then creates, accepts and revokes invitations so
+that the simulator sends Svix-signed webhooks, some of them duplicated and reordered. It ends
+with a summary (events, jobs, BAPI calls per event, sync lag, lookups per second) and checks
+that both replicas hold exactly the simulator's invitations, field for field; it exits 0 only
+if they do.
 
 Options:
   --organizations N  organizations to seed (default 10)
@@ -72,6 +77,7 @@ async function runDemo(o: DemoOptions): Promise<number> {
   const signingSecret = `whsec_${randomBytes(24).toString('base64')}`;
   let sim: Simulator | undefined;
   let service: Service | undefined;
+  let second: ReplicaMirror | undefined;
   try {
     say('clerk-invitation-mirror demo: a local Clerk simulator, a private Redis and the mirror, all on this machine');
     sim = await startSimulator({
@@ -80,6 +86,9 @@ async function runDemo(o: DemoOptions): Promise<number> {
       seed: o.seed,
       delivery: { duplicateRate: 0.15, reorderRate: 0.25, reorderWindowMs: 150, otherEventRate: 0.1 },
     });
+    const store = sim.store;
+    const { organizationIds, invitationIds } = store.seed({ organizations: o.organizations, invitationsPerOrganization: o.perOrg });
+    say(`  seeded ${organizationIds.length} organizations with ${invitationIds.length} invitations (Clerk sends no webhooks for existing data: the backfill the mirror queues at its first start copies them)`);
     const config = loadConfig({
       CLERK_SECRET_KEY: secretKey,
       CLERK_WEBHOOK_SIGNING_SECRET: signingSecret,
@@ -89,13 +98,13 @@ async function runDemo(o: DemoOptions): Promise<number> {
       PORT: '0',
       MIRROR_API_KEY: randomBase62(32),
     });
-    service = await startService({ config, log: createLogger({ level: 'warn', destination: process.stderr }), roles: ['receiver', 'worker', 'api'] });
+    const log = createLogger({ level: 'warn', destination: process.stderr });
+    service = await startService({ config, log });
     sim.delivery.addEndpoint(`${service.url}/webhooks/clerk`);
     say(`  simulator ${sim.url} · mirror ${service.url} · redis ${service.redisUrl} · database ${config.mirrorDbPath}`);
+    second = await createReplica({ redisUrl: service.redisUrl!, path: ':memory:', logger: log });
+    say('  a second replica follows the same shared state in memory, through the library (createReplica)');
 
-    const store = sim.store;
-    const { organizationIds, invitationIds } = store.seed({ organizations: o.organizations, invitationsPerOrganization: o.perOrg });
-    say(`  seeded ${organizationIds.length} organizations with ${invitationIds.length} invitations (Clerk sends no webhooks for existing data: the service's start-up reconciliation copies them)`);
 
     const random = seededRandom(o.seed);
     const touched = new Set<string>();
@@ -123,7 +132,7 @@ async function runDemo(o: DemoOptions): Promise<number> {
     }
 
     const redis = connectRedis(service.redisUrl!);
-    const queue = new Queue(SYNC_QUEUE, { connection: redis, prefix: QUEUE_PREFIX });
+    const queue = new Queue(SYNC_QUEUE, { connection: redis, prefix: mirrorKeys(config.keyPrefix).queuePrefix });
     const started = Date.now();
     const progress = createProgress(out);
     try {
@@ -138,7 +147,8 @@ async function runDemo(o: DemoOptions): Promise<number> {
         await sim.delivery.idle();
         const s = await snapshot(sim, service, queue);
         progress(s, 'syncing');
-        quiet = s.depth === 0 ? quiet + 1 : 0;
+        const ready = replicaReadiness(await service.replica!.status(), 0.5) === true && (await second.status()).entriesBehind === 0;
+        quiet = s.depth === 0 && ready ? quiet + 1 : 0;
         if (Date.now() - started > 120_000) throw new Error('the pipeline did not settle within 2 minutes');
         await sleep(150);
       }
@@ -149,15 +159,19 @@ async function runDemo(o: DemoOptions): Promise<number> {
     }
     const elapsed = (Date.now() - started) / 1000;
 
-    // The check: every row equals BAPI's truth, and every invitation that had an event is there.
-    const mismatches: string[] = [];
+    // The check: each replica holds every invitation of the truth, equal field for field, and nothing else.
     const rows = service.mirror!.sqlite.prepare('SELECT id, raw FROM organization_invitations WHERE deleted_at IS NULL').all() as { id: string; raw: string }[];
-    for (const row of rows) {
-      const truth = store.getInvitation(row.id);
-      if (!truth || JSON.stringify(JSON.parse(row.raw)) !== JSON.stringify(truth)) mismatches.push(row.id);
+    const truth = store.truth();
+    const mismatches = differences(new Map(rows.map((r) => [r.id, JSON.parse(r.raw) as unknown])), truth);
+    const secondRows = new Map<string, unknown>();
+    for (const org of new Set(truth.map((t) => t.organization_id))) {
+      for (let offset = 0; ; offset += 500) {
+        const page = await second.getOrganizationInvitationList({ organizationId: org, limit: 500, offset });
+        for (const inv of page.data) secondRows.set(inv.id, inv.raw);
+        if (offset + 500 >= page.totalCount) break;
+      }
     }
-    const inMirror = new Set(rows.map((r) => r.id));
-    const missing = [...touched].filter((id) => !inMirror.has(id));
+    const secondMismatches = differences(secondRows, truth);
 
     const lookupsPerSecond = measureLookups(config.mirrorDbPath, rows.map((r) => ({ id: r.id, org: JSON.parse(r.raw).organization_id as string })));
     const st = service.stats;
@@ -169,19 +183,20 @@ async function runDemo(o: DemoOptions): Promise<number> {
     say('Summary');
     say(`  webhooks delivered      ${simStats.delivery.delivered} (${simStats.delivery.duplicated} duplicated, ${st.webhooksWith('ignored')} of other Clerk event types acknowledged and ignored)`);
     say(`  invitation events       ${accepted} accepted, ${st.webhooksWith('rejected')} rejected, ${st.webhooksWith('unavailable')} answered 503`);
-    say(`  sync jobs               ${st.jobs.completed} completed (${st.jobs.skipped} without a BAPI call: the mirror already held that version), ${st.jobs.retried} retried, ${st.jobs.failed} failed`);
+    say(`  sync jobs               ${st.jobs.completed} completed (${st.jobs.skipped} without a BAPI call: the shared state already held that version), ${st.jobs.retried} retried, ${st.jobs.failed} failed`);
     say(`  BAPI calls              ${calls} (${accepted ? (calls / accepted).toFixed(2) : '-'} per invitation event, ${simStats.rateLimited} answered 429)`);
-    say(`  sync lag                p50 ${fmt(st.lagPercentile(50))}, p99 ${fmt(st.lagPercentile(99))} (event accepted → row written; includes the 200 ms coalescing window)`);
+    say(`  sync lag                p50 ${fmt(st.replicaLagPercentile(50))}, p99 ${fmt(st.replicaLagPercentile(99))} (event accepted → row in the replica's file; includes the 200 ms coalescing window)`);
     say(`  local lookups           ${Math.round(lookupsPerSecond).toLocaleString('en-US')} per second (getOrganizationInvitation, one process)`);
-    say(`  mirror                  ${rows.length} invitations; ${touched.size} had events; ${elapsed.toFixed(1)} s from first change to settled`);
-    if (mismatches.length || missing.length) {
-      say(`CHECK FAILED: ${mismatches.length} row(s) differ from the simulator, ${missing.length} invitation(s) with events are missing`);
-      for (const id of [...mismatches, ...missing].slice(0, 10)) say(`  ${id}`);
+    say(`  replicas                2 (the service's file, ${rows.length} invitations; the library's, in memory, ${secondRows.size}); ${touched.size} had events; ${elapsed.toFixed(1)} s from first change to settled`);
+    if (mismatches.length || secondMismatches.length) {
+      say(`CHECK FAILED: ${mismatches.length} invitation(s) differ from the simulator in the service's replica, ${secondMismatches.length} in the library's`);
+      for (const id of [...mismatches, ...secondMismatches].slice(0, 10)) say(`  ${id}`);
       return 1;
     }
-    say(`CHECK PASSED: all ${rows.length} invitations in the mirror equal the simulator's truth, field for field`);
+    say(`CHECK PASSED: both replicas hold exactly the simulator's ${truth.length} invitations, field for field`);
     return 0;
   } finally {
+    await second?.close();
     await service?.stop();
     await sim?.close();
     if (o.keep) say(`kept ${dir}`);
@@ -221,6 +236,13 @@ function createProgress(out: NodeJS.WriteStream) {
     if (out.isTTY) out.write('\n');
   };
   return fn;
+}
+
+/** Ids whose JSON is missing, different or extra compared with `truth`. */
+function differences(held: Map<string, unknown>, truth: { id: string }[]): string[] {
+  const out = truth.filter((t) => JSON.stringify(held.get(t.id)) !== JSON.stringify(t)).map((t) => t.id);
+  const known = new Set(truth.map((t) => t.id));
+  return [...out, ...[...held.keys()].filter((id) => !known.has(id))];
 }
 
 function measureLookups(path: string, keys: { id: string; org: string }[]): number {

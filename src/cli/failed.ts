@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
 import { loadConfig } from '../config.ts';
-import { QUEUE_PREFIX, SYNC_QUEUE } from '../queue/names.ts';
+import { SYNC_QUEUE } from '../queue/names.ts';
+import { mirrorKeys } from '../state/keys.ts';
 import { connectRedis } from '../redis/connection.ts';
 import { withServiceRedis } from '../redis/resolve.ts';
 import { UsageError, type Command } from './command.ts';
@@ -39,7 +40,7 @@ Options:
 
     return withServiceRedis(config, async (url) => {
       const connection = connectRedis(url);
-      const queue = new Queue(SYNC_QUEUE, { connection, prefix: QUEUE_PREFIX });
+      const queue = new Queue(SYNC_QUEUE, { connection, prefix: mirrorKeys(config.keyPrefix).queuePrefix });
       try {
         return action === 'list' ? await list(queue, limit, values.json) : await retry(queue, values.all ? 'all' : ids);
       } finally {

@@ -1,27 +1,29 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
-import { interruptSignal, withSyncContext } from '../sync/context.ts';
-import { logProgress, ttyProgress } from '../sync/progress.ts';
-import { formatReconcileReport, runReconcile } from '../sync/reconcile.ts';
-import { withRunLock } from '../sync/run-lock.ts';
+import { interruptSignal, withMaintenanceContext } from '../maintenance/context.ts';
+import { logProgress, ttyProgress } from '../maintenance/progress.ts';
+import { formatReconcileReport, runReconcile } from '../maintenance/reconcile.ts';
+import { withRunLock } from '../maintenance/run-lock.ts';
 import { UsageError, type Command } from './command.ts';
 
 export const reconcileCommand: Command = {
-  summary: 'compare the mirror with Clerk and repair the drift (--dry-run only reports)',
-  help: `Usage: clerk-invitation-mirror reconcile [--dry-run] [--targeted] [--max-age MS] [--concurrency N] [--db PATH] [--json]
+  summary: 'compare the shared state with Clerk and repair the drift on every replica (--dry-run only reports)',
+  help: `Usage: clerk-invitation-mirror reconcile [--dry-run] [--targeted] [--max-age MS] [--concurrency N] [--json]
 
-Makes the mirror match Clerk, and reports the drift it found per kind:
-  missing   in Clerk, not in the mirror            -> inserted
-  outdated  the mirror holds an older state        -> updated
-  expired   pending in the mirror, expired in Clerk (Clerk sends no expiry event)
-  gone      in the mirror, 404 in Clerk            -> tombstoned
+Makes the shared state in Redis match Clerk (every replica then applies the repairs),
+and reports the drift it found per kind:
+  missing   in Clerk, not in the shared state            -> inserted
+  outdated  the shared state holds an older state        -> updated
+  expired   pending in the shared state, expired in Clerk (Clerk sends no expiry event)
+  gone      in the shared state, 404 in Clerk            -> tombstoned
 It pages through BAPI's lists (as \`backfill\` does), then re-fetches one by one every
-row the lists did not show, pending rows past expires_at and rows Clerk has not
+invitation the lists did not show, pending ones past expires_at and ones Clerk has not
 confirmed for longer than --max-age. The service runs the same job every
 RECONCILE_INTERVAL_MS; a successful run is recorded for /metrics.
 
-Needs CLERK_SECRET_KEY; uses CLERK_API_URL, REDIS_URL and MIRROR_DB_PATH. BAPI calls
+Needs CLERK_SECRET_KEY; uses CLERK_API_URL, REDIS_URL (unset: the private redis-server
+of the service at MIRROR_DB_PATH) and REDIS_KEY_PREFIX. BAPI calls
 share the worker's rate limit. Exit codes: 0 done, 1 failed, 130 interrupted.
 
 Options:
@@ -29,7 +31,6 @@ Options:
   --targeted       skip the lists: only re-fetch pending rows past expires_at and old rows
   --max-age MS     re-fetch rows unconfirmed for this long (default RECONCILE_MAX_AGE_MS)
   --concurrency N  requests in flight at once (default 4)
-  --db PATH        SQLite file (default: MIRROR_DB_PATH)
   --json           print the report as JSON
   -h, --help       show this help`,
   async run(argv, env) {
@@ -40,7 +41,6 @@ Options:
         targeted: { type: 'boolean', default: false },
         'max-age': { type: 'string' },
         concurrency: { type: 'string', default: '4' },
-        db: { type: 'string' },
         json: { type: 'boolean', default: false },
       },
       strict: true,
@@ -54,10 +54,11 @@ Options:
     const progress = process.stderr.isTTY ? ttyProgress(process.stderr, { label: 'reconcile' }) : logProgress(log, { label: 'reconcile' });
     const interrupt = interruptSignal(() => process.stderr.write('\ninterrupted: stopping after the requests in flight\n'));
     try {
-      const report = await withSyncContext(config, values.db ?? config.mirrorDbPath, (ctx) =>
-        withRunLock(ctx.redis, 'reconcile', () =>
+      const report = await withMaintenanceContext(config, (ctx) =>
+        withRunLock(ctx.redis, ctx.keys, 'reconcile', () =>
           runReconcile({
-            conn: ctx.conn,
+            state: ctx.state,
+            publisher: ctx.publisher,
             bapi: ctx.bapi,
             limiter: ctx.limiter,
             log,

@@ -7,26 +7,31 @@ import { UsageError, type Command } from './command.ts';
 const NEEDS: Record<Role, EnvName[]> = {
   receiver: ['CLERK_WEBHOOK_SIGNING_SECRET'],
   worker: ['CLERK_SECRET_KEY'],
+  replica: [],
   api: [],
 };
 
 export const startCommand: Command = {
-  summary: 'run the webhook receiver, the sync worker and the read API (npm start)',
-  help: `Usage: clerk-invitation-mirror start [--role receiver|worker|api]...
+  summary: 'run the receiver, worker, replica and read API (npm start)',
+  help: `Usage: clerk-invitation-mirror start [--role receiver|worker|replica|api]...
 
-Runs the mirror until SIGTERM or SIGINT. By default one process runs every part:
+Runs the mirror until SIGTERM or SIGINT. By default one process runs every role:
   receiver  POST /webhooks/clerk: verifies Svix signatures, queues one job per invitation
-  worker    fetches each queued invitation from Clerk's Backend API into the SQLite mirror
-  api       the read API (GET /v1/organizations/:org/invitations[/:id]) and /metrics
-Every role serves GET /healthz and GET /readyz on PORT.
+  worker    fetches each queued invitation from Clerk's Backend API once and publishes it
+            into the shared state in Redis; runs backfill and reconciliation jobs
+  replica   keeps MIRROR_DB_PATH equal to the shared state (never calls Clerk)
+  api       the read API (GET /v1/organizations/:org/invitations[/:id]) over that file
+Every role serves GET /healthz, GET /readyz and GET /metrics on PORT.
 
-Give --role once or more (or comma-separated) to run only some parts, e.g. receivers on
-many hosts and one worker per host that needs local lookups. Applies pending migrations
-first (worker); a failed migration stops start-up.
+Give --role once or more (or comma-separated) to run only some roles: receivers behind a
+load balancer, workers anywhere (they share the queue and Clerk's rate limit), and one
+replica (with api, if other processes read over HTTP) on every host that wants local
+lookups. Adding a replica costs no Clerk request.
 
-Needs CLERK_WEBHOOK_SIGNING_SECRET (receiver) and CLERK_SECRET_KEY (worker); see the
-README's configuration table for every variable. With REDIS_URL unset, a private
-redis-server is started next to the mirror database and stopped on exit.
+Needs CLERK_WEBHOOK_SIGNING_SECRET (receiver), CLERK_SECRET_KEY (worker) and
+MIRROR_API_KEY or CLERK_SECRET_KEY (api); a replica needs only REDIS_URL and
+MIRROR_DB_PATH. See the README's configuration table for every variable. With REDIS_URL
+unset, a private redis-server is started next to MIRROR_DB_PATH and stopped on exit.
 
 On the first SIGTERM/SIGINT it stops accepting webhooks, lets active jobs finish (10 s at
 most), closes Redis and SQLite and exits 0; a second signal exits at once.
@@ -34,7 +39,7 @@ most), closes Redis and SQLite and exits 0; a second signal exits at once.
 No Clerk account at hand? \`npm run demo\` runs everything against a local simulator.
 
 Options:
-  --role ROLE  receiver, worker or api (repeatable; default all three)
+  --role ROLE  receiver, worker, replica or api (repeatable; default all four)
   -h, --help   show this help`,
   async run(argv, env) {
     const { values } = parseArgs({ args: argv, options: { role: { type: 'string', multiple: true } }, strict: true });

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ReplicaStatus } from '../replica/replica.ts';
 import type { PipelineStats } from '../stats.ts';
 import { bearerAuth } from './auth.ts';
 
@@ -11,7 +12,9 @@ export interface CreateMetricsOptions {
   /** Mirror rows per status (see `mirrorRowCounts`), read at scrape time. Omit when this process has no mirror. */
   mirrorCounts?: () => Record<string, number>;
   /** When the last reconciliation succeeded (ms since the epoch), or undefined if never. */
-  lastReconcileAt?: () => number | undefined;
+  lastReconcileAt?: () => number | undefined | Promise<number | undefined>;
+  /** This process's replica, read at scrape time. Omit when it runs none. */
+  replicaStatus?: () => Promise<ReplicaStatus>;
   /**
    * Also expose Node's process metrics (CPU, memory, event loop lag, GC), prefixed `clerk_mirror_`.
    * @defaultValue true
@@ -38,7 +41,7 @@ const seconds = (ms: number) => Math.max(0, ms) / 1000;
 
 /** Builds a fresh Registry (never the global one) so several services or tests in one process do not collide. */
 export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
-  const { stats, queueCounts, mirrorCounts, lastReconcileAt, defaultMetrics = true, collectTimeoutMs = 2000, now = Date.now } = opts;
+  const { stats, queueCounts, mirrorCounts, lastReconcileAt, replicaStatus, defaultMetrics = true, collectTimeoutMs = 2000, now = Date.now } = opts;
   const registry = new Registry();
   const registers = [registry];
   if (defaultMetrics) collectDefaultMetrics({ register: registry, prefix: PREFIX });
@@ -91,8 +94,8 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
   });
 
   new Counter({
-    name: `${PREFIX}mirror_writes_total`,
-    help: 'Writes to the mirror by outcome (inserted, updated, unchanged, stale, tombstoned).',
+    name: `${PREFIX}state_publishes_total`,
+    help: "The worker's publishes into the shared state by outcome (inserted, updated, unchanged, stale, tombstoned).",
     labelNames: ['outcome'] as const,
     registers,
     collect() {
@@ -138,8 +141,15 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
 
   const lag = new Histogram({
     name: `${PREFIX}sync_lag_seconds`,
-    help: 'From the receiver accepting an event to the mirror holding the invitation.',
-    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+    help: 'From the receiver accepting an event to the shared state holding the invitation (worker).',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+    registers,
+  });
+
+  const replicaLag = new Histogram({
+    name: `${PREFIX}replica_lag_seconds`,
+    help: "From the receiver accepting an event to this process's replica applying the change.",
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
     registers,
   });
 
@@ -196,9 +206,64 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
       name: `${PREFIX}seconds_since_last_reconcile`,
       help: 'Seconds since the last successful reconciliation; NaN when none has succeeded since start.',
       registers,
+      async collect() {
+        try {
+          const at = await lastReconcileAt();
+          this.set(at === undefined ? NaN : seconds(now() - at));
+        } catch {
+          collectErrors.inc({ source: 'reconcile' });
+        }
+      },
+    });
+  }
+
+  if (replicaStatus) {
+    let latest: Promise<ReplicaStatus | undefined> | undefined;
+    // One status read per scrape, shared by the gauges below.
+    const read = () => (latest ??= replicaStatus().catch(() => undefined).finally(() => setImmediate(() => (latest = undefined))));
+    const gauge = (name: string, help: string, value: (s: ReplicaStatus) => number | undefined, labelNames: string[] = []) =>
+      new Gauge({
+        name: `${PREFIX}${name}`,
+        help,
+        labelNames,
+        registers,
+        async collect() {
+          this.reset();
+          const s = await read();
+          if (!s) {
+            collectErrors.inc({ source: 'replica' });
+            return;
+          }
+          const v = value(s);
+          if (v !== undefined) this.set(v);
+        },
+      });
+    new Gauge({
+      name: `${PREFIX}replica_state`,
+      help: 'The replica\'s state: 1 for the current one of bootstrapping, following, stale.',
+      labelNames: ['state'] as const,
+      registers,
+      async collect() {
+        this.reset();
+        const s = await read();
+        if (!s) return;
+        for (const state of ['bootstrapping', 'following', 'stale'] as const) this.set({ state }, s.state === state ? 1 : 0);
+      },
+    });
+    gauge('replica_entries_behind', 'Changes published to the shared state and not yet applied by this replica (absent while Redis does not answer).', (s) => s.entriesBehind);
+    gauge('replica_seconds_behind', 'Age of the oldest change this replica has not applied (0 when caught up), or seconds since Redis last answered.', (s) =>
+      Number.isFinite(s.secondsBehind) ? s.secondsBehind : undefined,
+    );
+    gauge('replica_state_filled', '1 when the shared state has had a complete pass over Clerk\'s lists (backfill or reconciliation).', (s) => (s.filled ? 1 : 0));
+    gauge('replica_seq', 'Sequence number of the last change this replica applied.', (s) => s.seq);
+    gauge('replica_bootstraps', 'Snapshot loads by this replica since the process started.', (s) => s.bootstraps);
+    new Counter({
+      name: `${PREFIX}replica_applied_total`,
+      help: 'Changes this replica applied from the change stream.',
+      registers,
       collect() {
-        const at = lastReconcileAt();
-        this.set(at === undefined ? NaN : seconds(now() - at));
+        this.reset();
+        this.inc(stats.replica.applied);
       },
     });
   }
@@ -207,6 +272,7 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
     enqueue: (ms) => enqueue.observe(seconds(ms)),
     bapi: (ms, status) => bapi.observe({ status }, seconds(ms)),
     lag: (ms) => lag.observe(seconds(ms)),
+    replicaLag: (ms) => replicaLag.observe(seconds(ms)),
     rateLimitWait: (ms) => rateLimitWait.inc(seconds(ms)),
   });
 

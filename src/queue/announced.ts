@@ -1,5 +1,5 @@
 import type { Redis } from '../redis/connection.ts';
-import { QUEUE_PREFIX, SYNC_QUEUE } from './names.ts';
+import type { MirrorKeys } from '../state/keys.ts';
 
 // Raises the stored version, never lowers it; refreshes the TTL either way.
 const RAISE = `
@@ -16,8 +16,8 @@ type RaiseCapable = Redis & { cimRaiseAnnounced(key: string, version: string, tt
 /**
  * The newest `updated_at` any accepted webhook announced for each invitation, kept in Redis
  * next to the queue (same hash tag, so one Cluster slot). The receiver raises it before the
- * job is queued; the worker skips a BAPI call only when the mirror already holds that
- * version. A job's own data cannot tell this: coalescing replaces a waiting job's data with
+ * job is queued; the worker skips a BAPI call only when the shared state already holds that
+ * version (state/scripts/held.lua reads both). A job's own data cannot tell this: coalescing replaces a waiting job's data with
  * whichever copy of an event came last, which may be an older one.
  */
 export class AnnouncedVersions {
@@ -27,13 +27,14 @@ export class AnnouncedVersions {
    */
   constructor(
     private readonly redis: Redis,
+    private readonly keys: MirrorKeys,
     private readonly ttlSeconds = 7 * 24 * 3600,
   ) {
     if (!(redis as unknown as Partial<RaiseCapable>).cimRaiseAnnounced) redis.defineCommand('cimRaiseAnnounced', { numberOfKeys: 1, lua: RAISE });
   }
 
   private key(invitationId: string): string {
-    return `${QUEUE_PREFIX}:${SYNC_QUEUE}:announced:${invitationId}`;
+    return this.keys.announced(invitationId);
   }
 
   raise(invitationId: string, updatedAt: number): Promise<unknown> {

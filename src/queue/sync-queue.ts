@@ -3,10 +3,12 @@ import type { Redis } from '../redis/connection.ts';
 import { WriteCoalescer } from '../redis/coalesce-writes.ts';
 import { AnnouncedVersions } from './announced.ts';
 import { syncJobKey, syncJobSchema, type SyncJobData } from './job.ts';
-import { QUEUE_PREFIX, SYNC_JOB_NAME, SYNC_QUEUE } from './names.ts';
+import { SYNC_JOB_NAME, SYNC_QUEUE } from './names.ts';
+import type { MirrorKeys } from '../state/keys.ts';
 
 export interface SyncQueueOptions {
   connection: Redis;
+  keys: MirrorKeys;
   /**
    * Quiet period before a fetch: each event for an invitation whose job is still waiting
    * restarts it, so a burst costs one fetch after it ends (plus one if a fetch was already
@@ -64,11 +66,11 @@ export class SyncQueue {
   private readonly enqueueTimeoutMs: number;
   private readonly writes: WriteCoalescer | undefined;
 
-  constructor({ connection, coalesceMs = 200, attempts = 12, enqueueTimeoutMs = 3000, coalesceWrites = true }: SyncQueueOptions) {
-    this.queue = new Queue<SyncJobData>(SYNC_QUEUE, { connection, prefix: QUEUE_PREFIX });
+  constructor({ connection, keys, coalesceMs = 200, attempts = 12, enqueueTimeoutMs = 3000, coalesceWrites = true }: SyncQueueOptions) {
+    this.queue = new Queue<SyncJobData>(SYNC_QUEUE, { connection, prefix: keys.queuePrefix });
     // Errors surface through `enqueue`; without a listener an 'error' event would crash the process.
     this.queue.on('error', () => {});
-    this.announced = new AnnouncedVersions(connection);
+    this.announced = new AnnouncedVersions(connection, keys);
     this.writes = coalesceWrites ? new WriteCoalescer(connection) : undefined;
     this.coalesceMs = coalesceMs;
     this.attempts = attempts;

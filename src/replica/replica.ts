@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { throttledLog, type Logger } from '../logger.ts';
-import { streamIdTime, type ChangeEntry } from '../state/codec.ts';
+import { streamIdTime, type Change } from '../state/codec.ts';
 import type { MirrorKeys } from '../state/keys.ts';
 import type { Redis } from '../redis/connection.ts';
 import { readChanges, SharedState, type StateMeta } from '../state/shared-state.ts';
@@ -42,14 +42,21 @@ export interface ReplicaOptions {
   conn: MirrorConnection;
   keys: MirrorKeys;
   log: Logger;
-  /** Changes read and applied per transaction. @defaultValue 1000 */
-  batchSize?: number;
+  /**
+   * About how many changes one read and one transaction take. Each stream entry holds the
+   * changes of one publish (one worker turn, one list page), so the number of entries asked
+   * for follows the size of the last ones read.
+   * @defaultValue 2000
+   */
+  changesPerRead?: number;
+  /** Snapshot entries per HSCAN call and per transaction while loading. @defaultValue 10000 */
+  scanCount?: number;
   /** How long one read waits for new changes before checking the state's meta. @defaultValue 1000 */
   blockMs?: number;
   /** How often the state's meta is checked while changes keep coming. @defaultValue 2000 */
   metaEveryMs?: number;
   /** Called after each applied batch, with the changes it held (for lag metrics). */
-  onApplied?: (entries: readonly ChangeEntry[], appliedAt: number) => void;
+  onApplied?: (changes: readonly Change[], appliedAt: number) => void;
   now?: () => number;
 }
 
@@ -66,7 +73,7 @@ type FollowEnd = 'gap' | 'epoch' | 'filled';
 export class Replica {
   private readonly writer: ReplicaWriter;
   private readonly state: SharedState;
-  private readonly o: Required<Pick<ReplicaOptions, 'batchSize' | 'blockMs' | 'metaEveryMs' | 'now'>> & ReplicaOptions;
+  private readonly o: Required<Pick<ReplicaOptions, 'changesPerRead' | 'scanCount' | 'blockMs' | 'metaEveryMs' | 'now'>> & ReplicaOptions;
   private readonly warn;
   private phase: ReplicaPhase = 'bootstrapping';
   private reason: string | undefined = 'loading the snapshot';
@@ -81,7 +88,7 @@ export class Replica {
   readonly caughtUp: Promise<void>;
 
   constructor(opts: ReplicaOptions) {
-    this.o = { batchSize: 1000, blockMs: 1000, metaEveryMs: 2000, now: Date.now, ...opts };
+    this.o = { changesPerRead: 2000, scanCount: 10_000, blockMs: 1000, metaEveryMs: 2000, now: Date.now, ...opts };
     this.writer = new ReplicaWriter(opts.conn);
     this.state = new SharedState(opts.redis, opts.keys);
     this.warn = throttledLog(opts.log);
@@ -139,9 +146,10 @@ export class Replica {
     const started = this.o.now();
     const seen = new Set<string>();
     let rows = 0;
-    for await (const batch of this.state.scan(this.o.batchSize)) {
+    for await (const batch of this.state.scan(this.o.scanCount)) {
       if (this.closed) return;
-      this.writer.apply(batch);
+      // In key order: SQLite then touches each index page once per batch, not once per row.
+      this.writer.apply(batch.sort((a, b) => (a.id < b.id ? -1 : 1)));
       for (const s of batch) seen.add(s.id);
       rows += batch.length;
       this.lastContactAt = this.o.now();
@@ -158,28 +166,50 @@ export class Replica {
     );
   }
 
-  /** Applies changes after `pos` until the stream has a gap, the state is replaced, or a new state got filled. */
+  /**
+   * Applies changes after `pos` until the stream has a gap, the state is replaced, or a new
+   * state got filled. The next read is sent before a batch is applied, so Redis prepares it
+   * while SQLite writes.
+   */
   private async follow(pos: ReplicaPosition): Promise<FollowEnd> {
     let from = pos.streamId;
     let lastMetaCheck = this.o.now();
+    let perEntry = 1;
+    // The first read does not wait: with nothing new the file has caught up at once.
+    let blockMs: number | undefined;
     this.phase = pos.carriesOlderState ? 'stale' : 'following';
     this.reason = pos.carriesOlderState ? 'Redis lost the shared state; serving older rows until a backfill fills the new one' : undefined;
+    const read = () => {
+      const count = Math.max(1, Math.min(1000, Math.round(this.o.changesPerRead / perEntry)));
+      const p = this.contact(readChanges(this.o.blocking, this.o.keys, from, count, blockMs));
+      blockMs = this.o.blockMs;
+      // Settled by the next turn of the loop, or dropped when this one throws or returns.
+      p.catch(() => {});
+      return { p, count };
+    };
+    let next = read();
     while (!this.closed) {
-      const entries = await this.contact(readChanges(this.o.blocking, this.o.keys, from, this.o.batchSize, this.o.blockMs));
+      const { p, count } = next;
+      const entries = await p;
       if (entries) {
         for (const e of entries) {
           if (e.previous !== from) return 'gap';
           from = e.streamId;
         }
         const last = entries.at(-1)!;
+        const changes = entries.length === 1 ? entries[0]!.changes : entries.flatMap((e) => e.changes);
+        perEntry = Math.max(1, changes.length / entries.length);
+        next = read();
         this.writer.apply(
-          entries.map((e) => e.state),
-          { ...pos, streamId: last.streamId, seq: last.seq },
+          changes.map((c) => c.state),
+          { ...pos, streamId: last.streamId, seq: last.lastSeq },
         );
-        this.applied += entries.length;
-        this.o.onApplied?.(entries, this.o.now());
+        this.applied += changes.length;
+        this.o.onApplied?.(changes, this.o.now());
+      } else {
+        next = read();
       }
-      if (!entries || entries.length < this.o.batchSize) this.resolveCaughtUp();
+      if (!entries || entries.length < count) this.resolveCaughtUp();
       if (!entries || this.o.now() - lastMetaCheck >= this.o.metaEveryMs) {
         lastMetaCheck = this.o.now();
         const meta = await this.contact(this.state.meta());
@@ -213,7 +243,7 @@ export class Replica {
       this.lastContactAt = this.o.now();
       this.meta = meta;
       if (pos && meta && meta.epoch === pos.epoch && meta.seq > pos.seq) {
-        const next = await withTimeout(this.state.nextChange(pos.streamId), timeoutMs);
+        const next = await withTimeout(this.state.nextEntry(pos.streamId), timeoutMs);
         secondsBehind = next ? Math.max(0, (this.o.now() - streamIdTime(next.streamId)) / 1000) : 0;
       }
     } catch {

@@ -1,6 +1,7 @@
 import { eq, sql } from 'drizzle-orm';
 import type { StoredState } from '../state/codec.ts';
 import type { MirrorConnection } from '../mirror/open.ts';
+import { positional } from '../mirror/positional.ts';
 import { organizationInvitations as inv, replicaPosition, type NewInvitationRow } from '../mirror/schema.ts';
 
 /** Where a replica file stands in the shared state. */
@@ -22,21 +23,10 @@ export class PositionConflictError extends Error {
 const p = <K extends string>(k: K) => sql.placeholder(k);
 const COLUMNS = ['organizationId', 'emailAddress', 'status', 'expiresAt', 'createdAt', 'updatedAt', 'confirmedAt', 'source', 'deletedAt', 'raw'] as const;
 
-function rowOf(s: StoredState): NewInvitationRow {
+/** The row of a state, in `['id', ...COLUMNS]` order. */
+function rowOf(s: StoredState): unknown[] {
   const f = s.fields;
-  return {
-    id: s.id,
-    organizationId: f.organizationId,
-    emailAddress: f.emailAddress,
-    status: f.status,
-    expiresAt: f.expiresAt,
-    createdAt: f.createdAt,
-    updatedAt: s.updatedAt,
-    confirmedAt: s.confirmedAt,
-    source: f.source,
-    deletedAt: s.deleted ? s.confirmedAt : null,
-    raw: s.raw,
-  };
+  return [s.id, f.organizationId, f.emailAddress, f.status, f.expiresAt, f.createdAt, s.updatedAt, s.confirmedAt, f.source, s.deleted ? s.confirmedAt : null, s.raw];
 }
 
 /**
@@ -59,11 +49,14 @@ export class ReplicaWriter {
 
   constructor(private readonly conn: MirrorConnection) {
     const db = conn.db;
-    this.upsert = db
-      .insert(inv)
-      .values({ id: p('id'), ...Object.fromEntries(COLUMNS.map((c) => [c, p(c)])) } as unknown as NewInvitationRow)
-      .onConflictDoUpdate({ target: inv.id, set: Object.fromEntries(COLUMNS.map((c) => [c, sql.raw(`excluded.${inv[c].name}`)])) })
-      .prepare();
+    this.upsert = positional(
+      conn.sqlite,
+      db
+        .insert(inv)
+        .values({ id: p('id'), ...Object.fromEntries(COLUMNS.map((c) => [c, p(c)])) } as unknown as NewInvitationRow)
+        .onConflictDoUpdate({ target: inv.id, set: Object.fromEntries(COLUMNS.map((c) => [c, sql.raw(`excluded.${inv[c].name}`)])) }),
+      ['id', ...COLUMNS],
+    );
     this.selectPosition = db.select().from(replicaPosition).where(eq(replicaPosition.id, 1)).prepare();
     const position = { epoch: p('epoch'), streamId: p('streamId'), seq: p('seq'), carriesOlderState: p('carriesOlderState'), updatedAt: p('updatedAt') };
     this.savePosition = db
@@ -100,7 +93,7 @@ export class ReplicaWriter {
    */
   apply(states: readonly StoredState[], to?: ReplicaPosition): void {
     this.transaction(() => {
-      for (const s of states) this.upsert.run(rowOf(s));
+      for (const s of states) this.upsert.run(...rowOf(s));
       if (to) this.moveTo(to);
     });
   }

@@ -113,53 +113,54 @@ function safeJson(text: string): unknown {
   }
 }
 
-/** One entry of the change stream. */
-export interface ChangeEntry {
-  /** Stream id, e.g. `1764000000000-0`. */
-  streamId: string;
-  /** Stream id of the entry before it: a reader whose offset is not this one missed entries. */
-  previous: string;
-  /** Sequence number of the entry within its epoch (1, 2, …). */
+/** One change of the change stream. */
+export interface Change {
+  /** Sequence number of the change within its epoch (1, 2, …). */
   seq: number;
   /** When the receiver accepted the event behind it (ms), if a webhook caused it. */
   receivedAt: number | undefined;
   state: StoredState;
 }
 
-/** A raw XREAD/XRANGE entry (`[id, [field, value, …]]`) as a ChangeEntry. */
+/** One entry of the change stream: the changes of one publish, in order. */
+export interface ChangeEntry {
+  /** Stream id, e.g. `1764000000000-0`. */
+  streamId: string;
+  /** Stream id of the entry before it: a reader whose offset is not this one missed entries. */
+  previous: string;
+  /** Sequence number of its last change. */
+  lastSeq: number;
+  changes: Change[];
+}
+
+/** Separates the parts of a stream entry; valid JSON holds it only escaped (scripts/publish.lua). */
+const RS = '\x1e';
+
+/** A raw XREAD/XRANGE entry (`[id, ['e', 'previous␞lastSeq␞id|received_at|value␞…']]`) as a ChangeEntry. */
 export function decodeEntry(streamId: string, kv: string[]): ChangeEntry {
-  let id: string | undefined;
-  let value: string | undefined;
-  let previous: string | undefined;
-  let seq = NaN;
-  let receivedAt: number | undefined;
-  for (let i = 0; i + 1 < kv.length; i += 2) {
-    const v = kv[i + 1]!;
-    switch (kv[i]) {
-      case 'i':
-        id = v;
-        break;
-      case 'v':
-        value = v;
-        break;
-      case 'p':
-        previous = v;
-        break;
-      case 'n':
-        seq = Number(v);
-        break;
-      case 'r':
-        receivedAt = v === '' ? undefined : Number(v);
-        break;
-    }
-  }
-  if (!id || value === undefined || previous === undefined || !Number.isSafeInteger(seq)) {
-    throw new StateFormatError(`change ${streamId} is not a mirror state entry`);
-  }
-  return { streamId, previous, seq, receivedAt, state: decodeValue(id, value) };
+  const parts = kv[0] === 'e' && kv[1] !== undefined ? kv[1].split(RS) : [];
+  const lastSeq = Number(parts[1]);
+  if (parts.length < 3 || !Number.isSafeInteger(lastSeq)) throw new StateFormatError(`change ${streamId} is not a mirror state entry`);
+  const first = lastSeq - (parts.length - 2);
+  const changes = parts.slice(2).map((record, i): Change => {
+    const a = record.indexOf('|');
+    const b = a < 0 ? -1 : record.indexOf('|', a + 1);
+    if (a <= 0 || b < 0) throw new StateFormatError(`change ${streamId} holds a malformed record`);
+    const received = record.slice(a + 1, b);
+    return { seq: first + i + 1, receivedAt: received === '' ? undefined : Number(received), state: decodeValue(record.slice(0, a), record.slice(b + 1)) };
+  });
+  return { streamId, previous: parts[0]!, lastSeq, changes };
 }
 
 /** The time part of a stream id (ms since the epoch, Redis' clock). */
 export function streamIdTime(streamId: string): number {
   return Number(streamId.slice(0, streamId.indexOf('-')));
+}
+
+/** The state a publish of `invitation` would store (for seeding files and measuring without Redis). */
+export function storedStateOf(
+  invitation: InvitationJSON,
+  { raw = JSON.stringify(invitation), observedAt = Date.now(), source = 'backfill', deleted = false }: { raw?: string; observedAt?: number; source?: StateSource; deleted?: boolean } = {},
+): StoredState {
+  return { id: invitation.id, updatedAt: invitation.updated_at, confirmedAt: observedAt, deleted, hash: contentHash(invitation), fields: fieldsOf(invitation, source), raw };
 }

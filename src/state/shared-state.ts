@@ -76,17 +76,24 @@ export class SharedState {
   /**
    * Every state of the snapshot, in batches of about `count` (HSCAN: a state present for the
    * whole scan is returned at least once; one changed meanwhile may come in either version,
-   * which is why a replica notes the stream position first and replays what follows).
+   * which is why a replica notes the stream position first and replays what follows). The
+   * next batch is asked for before this one is handed over, so Redis prepares it meanwhile.
    */
   async *scan(count = 1000): AsyncGenerator<StoredState[]> {
-    let cursor = '0';
-    do {
-      const [next, flat] = await this.redis.hscan(this.keys.snapshot, cursor, 'COUNT', count);
-      cursor = next;
+    const page = (cursor: string) => {
+      const p = this.redis.hscan(this.keys.snapshot, cursor, 'COUNT', count);
+      p.catch(() => {});
+      return p;
+    };
+    let pending = page('0');
+    for (;;) {
+      const [next, flat] = await pending;
+      if (next !== '0') pending = page(next);
       const batch: StoredState[] = [];
       for (let i = 0; i + 1 < flat.length; i += 2) batch.push(decodeValue(flat[i]!, flat[i + 1]!));
       if (batch.length) yield batch;
-    } while (cursor !== '0');
+      if (next === '0') return;
+    }
   }
 
   /** Number of invitations in the snapshot (tombstones included). */
@@ -94,8 +101,8 @@ export class SharedState {
     return this.redis.hlen(this.keys.snapshot);
   }
 
-  /** The first change after `streamId`, if any (for how far behind a reader is). */
-  async nextChange(streamId: string): Promise<ChangeEntry | undefined> {
+  /** The first stream entry after `streamId`, if any (for how far behind a reader is). */
+  async nextEntry(streamId: string): Promise<ChangeEntry | undefined> {
     const rows = (await this.redis.xrange(this.keys.changes, `(${streamId}`, '+', 'COUNT', 1)) as [string, string[]][];
     const row = rows[0];
     return row && decodeEntry(row[0], row[1]);
@@ -120,11 +127,16 @@ export class SharedState {
 }
 
 /**
- * Reads up to `count` changes after `streamId`, waiting up to `blockMs` for the first one
- * (XREAD BLOCK: use a connection of its own). Null when none came in time.
+ * Reads up to `count` stream entries after `streamId` (each holds the changes of one
+ * publish), waiting up to `blockMs` for the first one (XREAD BLOCK: use a connection of its
+ * own), or not at all when `blockMs` is undefined. Null when none came in time.
  */
-export async function readChanges(redis: Redis, keys: MirrorKeys, streamId: string, count: number, blockMs: number): Promise<ChangeEntry[] | null> {
-  const reply = (await redis.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', keys.changes, streamId)) as [string, [string, string[]][]][] | null;
+export async function readChanges(redis: Redis, keys: MirrorKeys, streamId: string, count: number, blockMs: number | undefined): Promise<ChangeEntry[] | null> {
+  const reply = (
+    blockMs === undefined
+      ? await redis.xread('COUNT', count, 'STREAMS', keys.changes, streamId)
+      : await redis.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', keys.changes, streamId)
+  ) as [string, [string, string[]][]][] | null;
   const rows = reply?.[0]?.[1];
   if (!rows?.length) return null;
   return rows.map(([id, kv]) => decodeEntry(id, kv));

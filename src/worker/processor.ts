@@ -2,40 +2,44 @@ import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import { BapiRateLimitedError, classifyError, type BapiError } from '../clerk/bapi-errors.ts';
 import type { BapiClient } from '../clerk/client.ts';
 import type { Logger } from '../logger.ts';
-import type { InvitationWrite, MirrorWriter, UpsertOutcome } from '../mirror/upsert.ts';
 import { syncJobSchema, type SyncJobData } from '../queue/job.ts';
+import type { InvitationState, PublishOutcome } from '../state/publisher.ts';
+import type { SharedState } from '../state/shared-state.ts';
 import type { PipelineStats } from '../stats.ts';
 
 export interface ProcessorDeps {
   bapi: BapiClient;
-  /** A MirrorWriter, or a GroupCommitWriter that commits concurrent jobs' writes together. */
-  writer: Pick<MirrorWriter, 'storedVersion'> & { write(w: InvitationWrite): UpsertOutcome | Promise<UpsertOutcome> };
+  /** Publishes a canonical state into the shared state (a PublishBatcher: concurrent jobs' states go together). */
+  publish(state: InvitationState): Promise<PublishOutcome>;
+  /**
+   * The stored and the newest announced version of an invitation (SharedState#held); without
+   * it every job fetches.
+   */
+  held?: SharedState['held'];
   /** The queue the worker consumes: a 429 pauses all of it, for every worker. */
   queue: Queue<SyncJobData>;
   log: Logger;
   stats: PipelineStats;
-  /** The newest version webhooks announced per invitation; without it every job fetches. */
-  announced?: { get(invitationId: string): Promise<number | undefined> };
   now?: () => number;
 }
 
 /** What one job did, kept as the job's return value for inspection. */
 export interface SyncResult {
-  outcome: UpsertOutcome;
+  outcome: PublishOutcome;
   gone: boolean;
-  /** True when the mirror already held the event's version and BAPI was not called. */
+  /** True when the shared state already held the event's version and BAPI was not called. */
   skipped?: boolean;
 }
 
 type FailureHandler = (err: BapiError, job: Job<SyncJobData>) => Promise<never>;
 
 /**
- * Fetches the canonical invitation and writes it. What a failure does to the job depends on
+ * Fetches the canonical invitation and publishes it into the shared state. What a failure does to the job depends on
  * its kind, one handler each: a 404 is an answer (tombstone), a 429 pauses the whole queue
  * without spending an attempt, transient errors retry with backoff, configuration errors
  * fail at once and loudly.
  */
-export function createProcessor({ bapi, writer, queue, log, stats, announced, now = Date.now }: ProcessorDeps) {
+export function createProcessor({ bapi, publish, held, queue, log, stats, now = Date.now }: ProcessorDeps) {
   let warnedAboutCredentials = false;
 
   const onFailure: Record<'rate_limited' | 'retryable' | 'fatal', FailureHandler> = {
@@ -66,49 +70,54 @@ export function createProcessor({ bapi, writer, queue, log, stats, announced, no
   };
 
   /**
-   * Late or duplicated events about states the mirror already holds (or has passed) need no
-   * fetch: coalescing merges only events that wait together, this catches the rest.
+   * Late or duplicated events about states the shared state already holds (or has passed)
+   * need no fetch: coalescing merges only events that wait together, this catches the rest.
    * Reconciliation jobs (no event version) always fetch.
    */
   async function alreadyHeld(data: SyncJobData): Promise<SyncResult | undefined> {
-    if (data.eventUpdatedAt === undefined || !announced) return undefined;
-    // The mirror first: an invitation it has never held (every new one) needs no Redis call.
-    const stored = writer.storedVersion(data.invitationId);
-    if (!stored) return undefined;
-    const newestAnnounced = await announced.get(data.invitationId);
-    return newestAnnounced !== undefined && stored.updatedAt >= newestAnnounced ? { outcome: 'unchanged', gone: stored.deleted, skipped: true } : undefined;
+    if (data.eventUpdatedAt === undefined || !held) return undefined;
+    const { stored, announced } = await held(data.invitationId);
+    return stored && announced !== undefined && stored.updatedAt >= announced ? { outcome: 'unchanged', gone: stored.deleted, skipped: true } : undefined;
   }
 
   /**
    * What BAPI says about the invitation: its state, or that it is gone (404). Any other
    * answer steers the job through `onFailure`.
    */
-  async function fetchState(data: SyncJobData, job: Job<SyncJobData>): Promise<InvitationWrite> {
+  async function fetchState(data: SyncJobData, job: Job<SyncJobData>): Promise<InvitationState> {
     const calledAt = performance.now();
     try {
       const got = await bapi.getOrganizationInvitation(data.organizationId, data.invitationId);
       stats.bapiCall('200', performance.now() - calledAt);
-      return { kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: sourceOf(data) };
+      return { kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: sourceOf(data), receivedAt: data.receivedAt };
     } catch (err) {
       const kind = classifyError(err);
       stats.bapiCall(String((err as BapiError).status ?? kind), performance.now() - calledAt);
       if (kind !== 'not_found') return onFailure[kind](err as BapiError, job);
-      return { kind: 'gone', id: data.invitationId, organizationId: data.organizationId, knownUpdatedAt: data.eventUpdatedAt, observedAt: now(), source: sourceOf(data) };
+      return {
+        kind: 'gone',
+        id: data.invitationId,
+        organizationId: data.organizationId,
+        knownUpdatedAt: data.eventUpdatedAt,
+        observedAt: now(),
+        source: sourceOf(data),
+        receivedAt: data.receivedAt,
+      };
     }
   }
 
-  async function fetchAndWrite(data: SyncJobData, job: Job<SyncJobData>): Promise<SyncResult> {
+  async function fetchAndPublish(data: SyncJobData, job: Job<SyncJobData>): Promise<SyncResult> {
     const state = await fetchState(data, job);
-    // Outside the BAPI error handling: a failed write (a busy or full disk) is not an answer
+    // Outside the BAPI error handling: a failed publish (Redis refused it) is not an answer
     // from Clerk, so it fails only this attempt and BullMQ retries the job with backoff.
-    return { gone: state.kind === 'gone', outcome: await writer.write(state) };
+    return { gone: state.kind === 'gone', outcome: await publish(state) };
   }
 
   return async function process(job: Job<SyncJobData>): Promise<SyncResult> {
     const parsed = syncJobSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`malformed job data: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
     const data = parsed.data;
-    const result = (await alreadyHeld(data)) ?? (await fetchAndWrite(data, job));
+    const result = (await alreadyHeld(data)) ?? (await fetchAndPublish(data, job));
     stats.writes[result.gone && !result.skipped ? 'tombstoned' : result.outcome]++;
     if (result.skipped) stats.jobs.skipped++;
     stats.jobs.completed++;

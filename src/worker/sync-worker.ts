@@ -1,6 +1,7 @@
 import { UnrecoverableError, Worker } from 'bullmq';
 import type { SyncJobData } from '../queue/job.ts';
-import { QUEUE_PREFIX, SYNC_QUEUE } from '../queue/names.ts';
+import { SYNC_QUEUE } from '../queue/names.ts';
+import type { MirrorKeys } from '../state/keys.ts';
 import type { Redis } from '../redis/connection.ts';
 import { jitteredBackoff, type BackoffOptions } from './backoff.ts';
 import { createProcessor, type ProcessorDeps, type SyncResult } from './processor.ts';
@@ -8,6 +9,7 @@ import { createProcessor, type ProcessorDeps, type SyncResult } from './processo
 export interface SyncWorkerOptions extends ProcessorDeps {
   /** A connection of its own: the worker blocks on it. */
   connection: Redis;
+  keys: MirrorKeys;
   /** BAPI requests per window for every worker of this Clerk instance together (BullMQ's limiter lives in Redis). */
   rateLimit: { max: number; windowMs: number };
   /**
@@ -22,11 +24,11 @@ export interface SyncWorkerOptions extends ProcessorDeps {
 export class SyncWorker {
   readonly worker: Worker<SyncJobData, SyncResult>;
 
-  constructor({ connection, rateLimit, concurrency = 8, backoff, ...deps }: SyncWorkerOptions) {
+  constructor({ connection, keys, rateLimit, concurrency = 8, backoff, ...deps }: SyncWorkerOptions) {
     const strategy = jitteredBackoff(backoff);
     this.worker = new Worker<SyncJobData, SyncResult>(SYNC_QUEUE, createProcessor(deps), {
       connection,
-      prefix: QUEUE_PREFIX,
+      prefix: keys.queuePrefix,
       concurrency,
       limiter: { max: rateLimit.max, duration: rateLimit.windowMs },
       settings: { backoffStrategy: (attemptsMade) => strategy(attemptsMade) },

@@ -83,7 +83,7 @@ export async function startHarness(opts: {
   };
 }
 
-/** Waits until every webhook is delivered and the queue has nothing left to do. */
+/** Waits until every webhook is delivered, the queue has nothing left to do and the service's replica has applied every change. */
 export async function settle(h: Harness, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let quietRounds = 0;
@@ -91,7 +91,8 @@ export async function settle(h: Harness, timeoutMs = 60_000): Promise<void> {
     await h.sim.delivery.idle();
     const c = await h.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children');
     const busy = Object.values(c).reduce((a, b) => a + b, 0);
-    quietRounds = busy === 0 ? quietRounds + 1 : 0;
+    const behind = h.service.replica ? (await h.service.replica.status()).entriesBehind : 0;
+    quietRounds = busy === 0 && behind === 0 ? quietRounds + 1 : 0;
     if (quietRounds >= 3) return;
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -1,6 +1,6 @@
 // Scenario: the worker process is killed with SIGKILL in the middle of a load and started
-// again. Receiver and worker run as separate processes (`start --role`), so the receiver keeps
-// acknowledging webhooks while no worker runs. The jobs the dead worker held stay "active"
+// again. Receiver, worker and replica run as separate processes (`start --role`), so the
+// receiver keeps acknowledging webhooks while no worker runs. The jobs the dead worker held stay "active"
 // with an expiring lock; BullMQ's stall check hands them to the new worker.
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -31,10 +31,11 @@ let redis: RedisProc | undefined;
 let sim: Simulator | undefined;
 let receiver: ServiceProc | undefined;
 let worker: ServiceProc | undefined;
+let replica: ServiceProc | undefined;
 let q: ReturnType<typeof queueOf> | undefined;
 let rec: ReturnType<typeof recordWebhookAnswers> | undefined;
 
-afterAll(() => releaseScenario(tmp, { rec, q, services: [worker, receiver], sim, redis }));
+afterAll(() => releaseScenario(tmp, { rec, q, services: [worker, receiver, replica], sim, redis }));
 
 const EVENTS = scale(1000, 4000);
 const RATE = scale(250, 300);
@@ -50,7 +51,11 @@ it(`SIGKILL of the worker during ${EVENTS} events: the restarted worker recovers
     BAPI_RATE_LIMIT: '100000',
     BAPI_TIMEOUT_MS: '5000',
   };
-  [receiver, worker] = await Promise.all([spawnService(env, { roles: ['receiver'] }), spawnService(env, { roles: ['worker'] })]);
+  [receiver, worker, replica] = await Promise.all([
+    spawnService(env, { roles: ['receiver'] }),
+    spawnService(env, { roles: ['worker'] }),
+    spawnService(env, { roles: ['replica'] }),
+  ]);
   const firstWorkerPid = worker.pid();
   q = queueOf(redis.url);
   rec = recordWebhookAnswers(receiver.url);
@@ -80,7 +85,7 @@ it(`SIGKILL of the worker during ${EVENTS} events: the restarted worker recovers
   const stalledStates = await Promise.all(stalled.map(async (id) => (await q!.queue.getJob(id))?.getState() ?? 'removed'));
   const delivery = sim.delivery.stats();
   const acked = rec.acknowledged();
-  const logs = scanLogs(receiver.output() + worker.output(), creds);
+  const logs = scanLogs(receiver.output() + worker.output() + replica.output(), creds);
   const figures = {
     eventsSent: load.events,
     invitations: load.touched.size,

@@ -14,9 +14,13 @@
 -- then 7 per state: id, updated_at, gone ('1'/'0'), observed_at, content hash, tail, received_at
 --
 -- A stored value is `updated_at|confirmed_at|deleted|hash|tail` where tail is
--- `fields-json\nraw-json` (state/codec.ts). Stream entries carry the value (v), the
--- invitation id (i), the previous entry's id (p, so a reader detects a gap), a sequence
--- number (n) and when the receiver accepted the event that caused it (r).
+-- `fields-json\nraw-json` (state/codec.ts). Each run that changed anything appends one
+-- stream entry with one field, e: the previous entry's id, the sequence number of the run's
+-- last change, then one record per change, `id|received_at|value`, all separated by the
+-- ASCII record separator (0x1e), which valid JSON cannot hold outside escapes. The previous
+-- id lets a reader detect a gap; received_at (when the receiver accepted the event behind
+-- it) measures lag. One entry per run, not per change: a reader decodes a few large
+-- strings instead of many small ones, and Redis stores one entry header per batch.
 --
 -- Returns {'ok', epoch, outcomes} or {'epoch_changed', epoch}; an outcome is
 -- inserted | updated | unchanged | stale, or {outcome, previous header and fields} with 'p'.
@@ -31,7 +35,8 @@ if ARGV[4] ~= '' and ARGV[4] ~= epoch then return {'epoch_changed', epoch or fal
 local last = redis.call('HGET', meta, 'last') or '0-0'
 local seq = tonumber(redis.call('HGET', meta, 'seq') or '0')
 local minid = (now - tonumber(ARGV[2])) .. '-0'
-local appended = false
+local RS = '\30'
+local changed = {}
 local outcomes = {}
 
 for i = 7, #ARGV, 7 do
@@ -70,9 +75,7 @@ for i = 7, #ARGV, 7 do
   end
   if value and not dry then
     redis.call('HSET', snapshot, id, value)
-    seq = seq + 1
-    last = redis.call('XADD', changes, 'MINID', '~', minid, '*', 'i', id, 'v', value, 'p', last, 'n', seq, 'r', r)
-    appended = true
+    changed[#changed + 1] = id .. '|' .. r .. '|' .. value
   end
   if want_previous then
     local previous = false
@@ -86,7 +89,11 @@ for i = 7, #ARGV, 7 do
   end
 end
 
-if appended then redis.call('HSET', meta, 'last', last, 'seq', seq) end
+if #changed > 0 then
+  seq = seq + #changed
+  last = redis.call('XADD', changes, 'MINID', '~', minid, '*', 'e', last .. RS .. seq .. RS .. table.concat(changed, RS))
+  redis.call('HSET', meta, 'last', last, 'seq', seq)
+end
 if ARGV[5] ~= '' and not dry then
   if ARGV[6] == '' then redis.call('HDEL', records, ARGV[5]) else redis.call('HSET', records, ARGV[5], ARGV[6]) end
 end

@@ -1,17 +1,18 @@
 // Child process for the crash test: rewrites every one of `rows` invitations in one
-// transaction per batch (MirrorWriter.writeMany, BEGIN IMMEDIATE), batch after batch, with
+// transaction per batch (ReplicaWriter.apply, BEGIN IMMEDIATE), batch after batch, with
 // every row of batch k at `updated_at` k. Prints "committed k" after each commit, until killed.
 import { openMirrorDb } from '../../../src/mirror/open.ts';
 import { migrateMirror } from '../../../src/mirror/migrate.ts';
-import { MirrorWriter, type InvitationWrite } from '../../../src/mirror/upsert.ts';
+import { ReplicaWriter } from '../../../src/replica/writer.ts';
+import { storedStateOf, type StoredState } from '../../../src/state/codec.ts';
 
 const [path, rowsArg, fromArg] = process.argv.slice(2);
 const rows = Number(rowsArg);
 const conn = openMirrorDb({ path: path! });
 migrateMirror(conn);
-const writer = new MirrorWriter(conn);
+const writer = new ReplicaWriter(conn);
 for (let k = Number(fromArg ?? 1); ; k++) {
-  const writes: InvitationWrite[] = [];
+  const writes: StoredState[] = [];
   for (let i = 0; i < rows; i++) {
     const invitation = {
       object: 'organization_invitation' as const,
@@ -26,8 +27,8 @@ for (let k = Number(fromArg ?? 1); ; k++) {
       created_at: k,
       updated_at: k,
     };
-    writes.push({ kind: 'present', invitation, raw: JSON.stringify(invitation), observedAt: Date.now(), source: 'backfill' });
+    writes.push(storedStateOf(invitation));
   }
-  writer.writeMany(writes);
+  writer.apply(writes);
   process.stdout.write(`committed ${k}\n`);
 }

@@ -2,20 +2,20 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { BapiClient } from '../clerk/client.ts';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
-import type { MirrorConnection } from '../mirror/open.ts';
-import { QUEUE_PREFIX } from '../queue/names.ts';
 import type { Redis } from '../redis/connection.ts';
+import type { MirrorKeys } from '../state/keys.ts';
+import type { StatePublisher } from '../state/publisher.ts';
+import type { SharedState } from '../state/shared-state.ts';
 import { runBackfill, type BackfillSummary } from './backfill.ts';
 import { logProgress } from './progress.ts';
 import { SharedRateLimiter } from './rate-limiter.ts';
-import { runReconcile, type ReconcileReport } from './reconcile.ts';
+import { lastReconcileAt, runReconcile, type ReconcileReport } from './reconcile.ts';
 import { RunLockedError, withRunLock } from './run-lock.ts';
 
 /** Backfill and reconciliation jobs; their BAPI calls share the sync queue's limiter. */
-import { lastReconcileAtReader } from './state.ts';
-
 export const MAINTENANCE_QUEUE = 'invitation-maintenance';
 export const RECONCILE_SCHEDULER_ID = 'reconcile';
+const BACKFILL_JOB_ID = 'backfill';
 
 export type MaintenanceJobData = { kind: 'backfill'; restart?: boolean } | { kind: 'reconcile'; dryRun?: boolean };
 export type MaintenanceResult = BackfillSummary | ReconcileReport | { skipped: string };
@@ -24,44 +24,53 @@ export interface MaintenanceOptions {
   /** A connection for the queue, the limiter and the lock; the worker duplicates it for its blocking reads. */
   connection: Redis;
   config: Config;
-  /** The writable mirror the worker role opened. */
-  mirror: MirrorConnection;
+  keys: MirrorKeys;
+  state: SharedState;
+  publisher: StatePublisher;
   log: Logger;
   /** @defaultValue a client built from `config.clerk` */
   bapi?: BapiClient;
-  /** Keep the hourly reconciliation scheduled (upsertJobScheduler). @defaultValue true */
+  /**
+   * Automatic maintenance: keep the reconciliation scheduled, and queue a backfill whenever
+   * the shared state is found not filled (a fresh install, an upgrade, Redis lost its data).
+   * Off when `config.reconcile.intervalMs` is 0. @defaultValue true
+   */
   schedule?: boolean;
+  /** How often the state is checked for needing a backfill. @defaultValue 15000 */
+  fillCheckMs?: number;
 }
 
 export interface Maintenance {
   queue: Queue<MaintenanceJobData, MaintenanceResult>;
-  /** Queues a backfill to run in the background (resumes a saved cursor unless `restart`). */
+  /** Queues a backfill to run in the background (resumes a saved cursor unless `restart`); one at a time. */
   enqueueBackfill(opts?: { restart?: boolean }): Promise<void>;
   /** Stops the worker (aborting a running backfill/reconciliation, whose job is retried later). */
   close(): Promise<void>;
 }
 
 /**
- * Keeps the reconciliation scheduled every `config.reconcile.intervalMs` (BullMQ job
- * scheduler: one schedule for all hosts, whichever upserts it last) and runs maintenance
- * jobs, one at a time per process and per kind across processes (Redis lock). A failed or
- * interrupted backfill job is retried by BullMQ and resumes from its saved cursor.
+ * Runs maintenance jobs, one at a time per process and per kind across processes (Redis
+ * lock), and keeps them coming: the reconciliation every `config.reconcile.intervalMs`
+ * (BullMQ job scheduler: one schedule for all hosts), and a backfill whenever the shared
+ * state has not been filled. A failed or interrupted backfill is retried by BullMQ and
+ * resumes from its saved cursor.
  */
-export async function startReconcileScheduler(o: MaintenanceOptions): Promise<Maintenance> {
-  const { config, log, mirror } = o;
+export async function startMaintenance(o: MaintenanceOptions): Promise<Maintenance> {
+  const { config, log, keys, state } = o;
   const bapi = o.bapi ?? new BapiClient({ apiUrl: config.clerk.apiUrl, secretKey: config.clerk.secretKey!, timeoutMs: config.clerk.timeoutMs });
-  const limiter = new SharedRateLimiter({ connection: o.connection, rateLimit: config.clerk.rateLimit });
-  const queue = new Queue<MaintenanceJobData, MaintenanceResult>(MAINTENANCE_QUEUE, { connection: o.connection, prefix: QUEUE_PREFIX });
+  const limiter = new SharedRateLimiter({ connection: o.connection, keys, rateLimit: config.clerk.rateLimit });
+  const queue = new Queue<MaintenanceJobData, MaintenanceResult>(MAINTENANCE_QUEUE, { connection: o.connection, prefix: keys.queuePrefix });
   queue.on('error', (err) => log.warn({ err: err.message }, 'maintenance queue error'));
   const running = new AbortController();
+  const automatic = (o.schedule ?? true) && config.reconcile.intervalMs > 0;
 
   const process = async (job: Job<MaintenanceJobData, MaintenanceResult>): Promise<MaintenanceResult> => {
     const data = job.data;
     const kind = data.kind === 'backfill' ? 'backfill' : 'reconcile';
     const jobLog = log.child({ job: job.id, kind });
     try {
-      return await withRunLock(o.connection, kind, async () => {
-        const common = { conn: mirror, bapi, limiter, log: jobLog, signal: running.signal, progress: logProgress(jobLog, { label: kind, everyMs: 30_000 }) };
+      return await withRunLock(o.connection, keys, kind, async () => {
+        const common = { state, publisher: o.publisher, bapi, limiter, log: jobLog, signal: running.signal, progress: logProgress(jobLog, { label: kind, everyMs: 30_000 }) };
         if (data.kind === 'backfill') {
           const s = await runBackfill({ ...common, restart: data.restart });
           if (s.status !== 'completed') throw new Error(`backfill ${s.status}${s.error ? `: ${s.error}` : ''}; it resumes from its cursor on the next attempt`);
@@ -84,21 +93,43 @@ export async function startReconcileScheduler(o: MaintenanceOptions): Promise<Ma
   const workerConnection = o.connection.duplicate({ maxRetriesPerRequest: null });
   const worker = new Worker<MaintenanceJobData, MaintenanceResult>(MAINTENANCE_QUEUE, process, {
     connection: workerConnection,
-    prefix: QUEUE_PREFIX,
+    prefix: keys.queuePrefix,
     concurrency: 1,
     autorun: false,
   });
   worker.on('error', (err) => log.error({ err: err.message }, 'maintenance worker error'));
   worker.on('failed', (job, err) => log.warn({ job: job?.id, kind: job?.data.kind, attempts: job?.attemptsMade, err: err.message }, 'maintenance job failed'));
 
+  const enqueueBackfill = async ({ restart = false } = {}) => {
+    await queue.add('backfill', { kind: 'backfill', restart }, {
+      // Resumable, so retries lose nothing; spaced out while Clerk or Redis recovers.
+      attempts: 20,
+      backoff: { type: 'exponential', delay: 10_000 },
+      deduplication: { id: BACKFILL_JOB_ID },
+      removeOnComplete: 100,
+      removeOnFail: 100,
+    });
+  };
+
+  /** Queues a backfill when the state lacks one; returns whether it did. */
+  const fillIfNeeded = async (): Promise<boolean> => {
+    const meta = await state.ensure();
+    if (meta.filledAt !== undefined) return false;
+    await enqueueBackfill();
+    return true;
+  };
+
   try {
-    if ((o.schedule ?? true) && config.reconcile.intervalMs === 0) {
+    if ((o.schedule ?? true) && !automatic) {
       // One schedule serves every host: turning it off here turns it off for all of them.
       await queue.removeJobScheduler(RECONCILE_SCHEDULER_ID);
-    } else if (o.schedule ?? true) {
+    } else if (automatic) {
+      const backfilling = await fillIfNeeded();
+      if (backfilling) log.info('the shared state has not been filled: a backfill is queued');
       // Restarts must not each cost a full pass: the next run is due one interval after the
-      // last successful one (at once when there was none, or it is overdue).
-      const last = lastReconcileAtReader(mirror)();
+      // last successful one (at once when there was none, or it is overdue), and a backfill
+      // queued now is the first pass.
+      const last = backfilling ? Date.now() : await lastReconcileAt(state);
       // A recorded time ahead of our clock (a skewed host) must not postpone the schedule.
       const due = last === undefined ? undefined : Math.min(last, Date.now()) + config.reconcile.intervalMs;
       await queue.upsertJobScheduler(
@@ -114,21 +145,22 @@ export async function startReconcileScheduler(o: MaintenanceOptions): Promise<Ma
   }
   void worker.run();
 
+  // Redis may lose the state while we run (a flush, a new empty Redis): fill it again.
+  const warnFill = (err: unknown) => log.warn({ err: (err as Error).message }, 'cannot check whether the shared state needs a backfill');
+  const timer = automatic
+    ? setInterval(() => {
+        fillIfNeeded().then((queued) => queued && log.warn('the shared state is not filled (did Redis lose its data?): a backfill is queued'), warnFill);
+      }, o.fillCheckMs ?? 15_000)
+    : undefined;
+  timer?.unref();
+
   let closing: Promise<void> | undefined;
   return {
     queue,
-    async enqueueBackfill({ restart = false } = {}) {
-      await queue.add('backfill', { kind: 'backfill', restart }, {
-        // Resumable, so retries lose nothing; spaced out while Clerk or Redis recovers.
-        attempts: 20,
-        backoff: { type: 'exponential', delay: 10_000 },
-        deduplication: { id: 'backfill' },
-        removeOnComplete: 100,
-        removeOnFail: 100,
-      });
-    },
+    enqueueBackfill,
     close() {
       closing ??= (async () => {
+        clearInterval(timer);
         running.abort(new Error('shutting down'));
         await worker.close().catch(() => {});
         await queue.close().catch(() => {});

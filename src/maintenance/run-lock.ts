@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { QUEUE_PREFIX } from '../queue/names.ts';
 import type { Redis } from '../redis/connection.ts';
+import type { MirrorKeys } from '../state/keys.ts';
 
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
@@ -15,8 +15,8 @@ export class RunLockedError extends Error {
  * the `backfill`/`reconcile` commands and the scheduled jobs of every host. The lock expires
  * `ttlMs` after its holder dies, and is renewed while it lives.
  */
-export async function withRunLock<T>(redis: Redis, kind: 'backfill' | 'reconcile', fn: () => Promise<T>, ttlMs = 60_000): Promise<T> {
-  const key = `${QUEUE_PREFIX}:sync-lock:${kind}`;
+export async function withRunLock<T>(redis: Redis, keys: MirrorKeys, kind: 'backfill' | 'reconcile', fn: () => Promise<T>, ttlMs = 60_000): Promise<T> {
+  const key = keys.lock(kind);
   const token = randomUUID();
   if ((await redis.set(key, token, 'PX', ttlMs, 'NX')) !== 'OK') {
     throw new RunLockedError(`another ${kind} is running against this Clerk instance (lock ${key}; it expires ${Math.round(ttlMs / 1000)} s after its holder dies)`);

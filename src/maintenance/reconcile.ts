@@ -2,25 +2,27 @@ import { BapiNotFoundError } from '../clerk/bapi-errors.ts';
 import type { BapiClient } from '../clerk/client.ts';
 import type { InvitationJSON } from '../clerk/types.ts';
 import type { Logger } from '../logger.ts';
-import type { MirrorConnection } from '../mirror/open.ts';
-import { MirrorWriter, type InvitationWrite, type UpsertOutcome } from '../mirror/upsert.ts';
+import type { StoredState } from '../state/codec.ts';
+import type { InvitationState, PublishOutcome, StatePublisher } from '../state/publisher.ts';
+import { RECORDS, type SharedState } from '../state/shared-state.ts';
 import { BapiCaller } from './bapi-call.ts';
+import { pageStates } from './backfill.ts';
 import { InvitationLister, type ListMode } from './lister.ts';
 import { silentProgress, type ProgressReporter } from './progress.ts';
 import type { SharedRateLimiter } from './rate-limiter.ts';
-import { STATE_KEYS, SyncState, type LastReconcile } from './state.ts';
 
 export const DRIFT_KINDS = ['missing', 'outdated', 'expired', 'gone'] as const;
 /**
- * - `missing`: in Clerk, not in the mirror (or only as a tombstone).
- * - `outdated`: the mirror held an older state (a lost or late webhook).
- * - `expired`: the mirror said pending, Clerk says expired (Clerk sends no expiry event).
- * - `gone`: in the mirror, 404 in Clerk (deleted organization): tombstoned.
+ * - `missing`: in Clerk, not in the shared state (or only as a tombstone).
+ * - `outdated`: the shared state held an older state (a lost or late webhook).
+ * - `expired`: the shared state said pending, Clerk says expired (Clerk sends no expiry event).
+ * - `gone`: in the shared state, 404 in Clerk (deleted organization): tombstoned.
  */
 export type DriftKind = (typeof DRIFT_KINDS)[number];
 
 export interface ReconcileOptions {
-  conn: MirrorConnection;
+  state: SharedState;
+  publisher: StatePublisher;
   bapi: BapiClient;
   limiter: SharedRateLimiter;
   log: Logger;
@@ -58,54 +60,35 @@ export interface ReconcileReport {
   error?: string;
 }
 
-interface Stored {
-  status: string | null;
-  expires_at: number | null;
-  deleted_at: number | null;
-  updated_at: number;
+/** What the last successful reconciliation found; also what `reconcile` prints. */
+export interface LastReconcile {
+  /** When it finished (ms since the epoch, our clock). */
+  at: number;
+  report: unknown;
 }
 
-class Rollback extends Error {}
+/** When the last successful reconciliation of the current state finished, or undefined. */
+export async function lastReconcileAt(state: SharedState): Promise<number | undefined> {
+  return (await state.record<LastReconcile>(RECORDS.reconcileLast))?.at;
+}
 
 /**
- * Makes the mirror match Clerk: a pass over BAPI's lists through the upsert rule (source
- * `reconcile`), then a single GET for every live row the pass did not see (404: tombstone),
- * plus pending rows past `expires_at` and rows unconfirmed for longer than `maxAgeMs`.
+ * Makes the shared state match Clerk, so that every replica gets the repair: a pass over
+ * BAPI's lists through the publish rule (source `reconcile`), then a single GET for every
+ * live invitation the pass did not see (404: tombstone), plus pending ones past `expires_at`
+ * and ones unconfirmed for longer than `maxAgeMs`. A complete pass also marks the state filled.
  */
 export async function runReconcile(o: ReconcileOptions): Promise<ReconcileReport> {
   const now = o.now ?? Date.now;
   const started = now();
   const dryRun = o.dryRun ?? false;
   const maxAgeMs = o.maxAgeMs ?? 86_400_000;
-  const state = new SyncState(o.conn);
-  const writer = new MirrorWriter(o.conn);
   const caller = new BapiCaller({ limiter: o.limiter, log: o.log, signal: o.signal, retryForMs: o.retryForMs, now });
-  const selectStored = o.conn.sqlite.prepare<[string], Stored>('SELECT status, expires_at, deleted_at, updated_at FROM organization_invitations WHERE id = ?');
   const drift = Object.fromEntries(DRIFT_KINDS.map((k) => [k, { found: 0, repaired: 0 }])) as ReconcileReport['drift'];
   const seen = new Set<string>();
   let listed = 0;
   let refetched = 0;
   let mode: ReconcileReport['mode'];
-
-  /** Writes (or, in a dry run, tries and rolls back) and tallies drift by kind. */
-  const apply = (writes: InvitationWrite[]) => {
-    let kinds: (DriftKind | undefined)[] = [];
-    try {
-      state.transaction(() => {
-        const before = writes.map((w) => selectStored.get(w.kind === 'present' ? w.invitation.id : w.id));
-        const outcomes = writer.writeMany(writes);
-        kinds = writes.map((w, i) => classify(w, before[i], outcomes[i]!));
-        if (dryRun) throw new Rollback();
-      });
-    } catch (err) {
-      if (!(err instanceof Rollback)) throw err;
-    }
-    for (const k of kinds) {
-      if (!k) continue;
-      drift[k].found++;
-      if (!dryRun) drift[k].repaired++;
-    }
-  };
 
   const report = (status: ReconcileReport['status'], error?: string): ReconcileReport => ({
     status,
@@ -121,16 +104,28 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileReport
   });
 
   try {
+    const { epoch } = await o.state.ensure();
+    /** Publishes (or, in a dry run, only compares) and tallies drift by kind. */
+    const apply = async (states: InvitationState[]) => {
+      const { outcomes, previous } = await o.publisher.publish(states, { dryRun, withPrevious: true, expectEpoch: epoch });
+      states.forEach((s, i) => {
+        const k = classify(s, previous![i], outcomes[i]!);
+        if (!k) return;
+        drift[k].found++;
+        if (!dryRun) drift[k].repaired++;
+      });
+    };
+
     const listsStartedAt = now();
     let listComplete = false;
     if (o.lists ?? true) {
       const lister = new InvitationLister({ bapi: o.bapi, caller, log: o.log, pageSize: o.pageSize, concurrency: o.concurrency, signal: o.signal });
       await lister.run(
         undefined,
-        (page) => {
+        async (page) => {
           for (const inv of page.items) seen.add(inv.id);
           listed += page.items.length;
-          apply(page.items.map((invitation) => ({ kind: 'present', invitation, observedAt: page.receivedAt, source: 'reconcile' })));
+          await apply(pageStates(page.items, page.receivedAt, 'reconcile'));
         },
         (p) => (o.progress ?? silentProgress).update(p),
       );
@@ -141,54 +136,57 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileReport
       mode = 'targeted';
     }
 
-    // Rows a complete pass did not see may be gone; without one, only the suspicious ones.
+    // Invitations a complete pass did not see may be gone; without one, only the suspicious ones.
     const t = now();
-    const candidates = (
-      o.conn.sqlite
-        .prepare<[number, number, number, number], { id: string; organization_id: string; updated_at: number; status: string | null; expires_at: number | null; confirmed_at: number }>(
-          `SELECT id, organization_id, updated_at, status, expires_at, confirmed_at FROM organization_invitations
-           WHERE deleted_at IS NULL AND confirmed_at < ? AND (? OR (status = 'pending' AND expires_at <= ?) OR confirmed_at < ?)`,
-        )
-        .all(listsStartedAt, listComplete ? 1 : 0, t, t - maxAgeMs) as { id: string; organization_id: string; updated_at: number }[]
-    ).filter((r) => !seen.has(r.id));
+    const suspicious = (s: StoredState) =>
+      !s.deleted &&
+      s.confirmedAt < listsStartedAt &&
+      !seen.has(s.id) &&
+      (listComplete || (s.fields.status === 'pending' && s.fields.expiresAt !== null && s.fields.expiresAt <= t) || s.confirmedAt < t - maxAgeMs);
+    const candidates: StoredState[] = [];
+    for await (const batch of o.state.scan()) for (const s of batch) if (suspicious(s)) candidates.push(s);
 
-    let next = 0;
-    let failure: { err: unknown } | undefined;
-    const loop = async () => {
-      while (!failure && next < candidates.length) {
-        const row = candidates[next++]!;
-        refetched++;
-        let write: InvitationWrite;
-        try {
-          const got = await caller.call('re-fetch invitation', () => o.bapi.getOrganizationInvitation(row.organization_id, row.id));
-          write = { kind: 'present', invitation: got.invitation as InvitationJSON, raw: got.raw, observedAt: got.receivedAt, source: 'reconcile' };
-        } catch (err) {
-          if (!(err instanceof BapiNotFoundError)) throw err;
-          write = { kind: 'gone', id: row.id, organizationId: row.organization_id, knownUpdatedAt: row.updated_at, observedAt: now(), source: 'reconcile' };
-        }
-        apply([write]);
+    await pool(Math.max(1, o.concurrency ?? 4), candidates, async (row) => {
+      refetched++;
+      let state: InvitationState;
+      try {
+        const got = await caller.call('re-fetch invitation', () => o.bapi.getOrganizationInvitation(row.fields.organizationId, row.id));
+        state = { kind: 'present', invitation: got.invitation as InvitationJSON, raw: got.raw, observedAt: got.receivedAt, source: 'reconcile' };
+      } catch (err) {
+        if (!(err instanceof BapiNotFoundError)) throw err;
+        state = { kind: 'gone', id: row.id, organizationId: row.fields.organizationId, knownUpdatedAt: row.updatedAt, observedAt: now(), source: 'reconcile' };
       }
-    };
-    await Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 4) }, () => loop().catch((err: unknown) => void (failure ??= { err }))));
-    if (failure) throw failure.err;
+      await apply([state]);
+    });
+
+    const r = report('completed');
+    if (!dryRun) await o.state.writeRecords(epoch, { [RECORDS.reconcileLast]: { at: now(), report: r } satisfies LastReconcile }, { filled: listComplete });
+    o.log.info({ ...r }, dryRun ? 'reconciliation dry run: nothing written' : 'reconciliation completed');
+    return r;
   } catch (err) {
     const aborted = o.signal?.aborted ?? false;
     const r = report(aborted ? 'interrupted' : 'failed', aborted ? undefined : (err as Error).message);
     o.log[aborted ? 'warn' : 'error']({ ...r }, aborted ? 'reconciliation interrupted' : 'reconciliation failed');
     return r;
   }
-
-  const r = report('completed');
-  if (!dryRun) state.set(STATE_KEYS.reconcileLast, { at: now(), report: r } satisfies LastReconcile, now());
-  o.log.info({ ...r }, dryRun ? 'reconciliation dry run: nothing written' : 'reconciliation completed');
-  return r;
 }
 
-function classify(w: InvitationWrite, before: Stored | undefined, outcome: UpsertOutcome): DriftKind | undefined {
+/** Runs `fn` over `items`, `concurrency` at a time; the first failure stops the others before their next item. */
+async function pool<T>(concurrency: number, items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { err: unknown } | undefined;
+  const loop = async () => {
+    while (!failure && next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: concurrency }, () => loop().catch((err: unknown) => void (failure ??= { err }))));
+  if (failure) throw failure.err;
+}
+
+function classify(s: InvitationState, before: Omit<StoredState, 'raw'> | undefined, outcome: PublishOutcome): DriftKind | undefined {
   if (outcome === 'unchanged' || outcome === 'stale') return undefined;
-  if (w.kind === 'gone') return before && before.deleted_at === null ? 'gone' : undefined;
-  if (!before || before.deleted_at !== null) return 'missing';
-  if (before.status === 'pending' && w.invitation.status === 'expired') return 'expired';
+  if (s.kind === 'gone') return before && !before.deleted ? 'gone' : undefined;
+  if (!before || before.deleted) return 'missing';
+  if (before.fields.status === 'pending' && s.invitation.status === 'expired') return 'expired';
   return 'outdated';
 }
 

@@ -1,19 +1,20 @@
 import type { BapiClient } from '../clerk/client.ts';
+import type { InvitationJSON } from '../clerk/types.ts';
 import type { Logger } from '../logger.ts';
-import type { MirrorConnection } from '../mirror/open.ts';
-import { MirrorWriter, type InvitationWrite, type UpsertOutcome } from '../mirror/upsert.ts';
+import { type InvitationState, type PublishOutcome, type StatePublisher } from '../state/publisher.ts';
+import { RECORDS, type SharedState } from '../state/shared-state.ts';
 import { BapiCaller } from './bapi-call.ts';
 import { InvitationLister, type ListMode, type ListPosition } from './lister.ts';
 import { silentProgress, type ProgressReporter } from './progress.ts';
 import type { SharedRateLimiter } from './rate-limiter.ts';
-import { STATE_KEYS, SyncState } from './state.ts';
 
 export interface BackfillOptions {
-  conn: MirrorConnection;
+  state: SharedState;
+  publisher: StatePublisher;
   bapi: BapiClient;
   limiter: SharedRateLimiter;
   log: Logger;
-  /** Aborting stops before the next request; pages already answered are committed. */
+  /** Aborting stops before the next request; pages already answered are published. */
   signal?: AbortSignal;
   /** @defaultValue 500 */
   pageSize?: number;
@@ -27,7 +28,7 @@ export interface BackfillOptions {
   now?: () => number;
 }
 
-export type RowCounts = Record<UpsertOutcome, number>;
+export type RowCounts = Record<PublishOutcome, number>;
 
 export interface BackfillSummary {
   status: 'completed' | 'interrupted' | 'failed';
@@ -49,29 +50,28 @@ interface SavedCursor {
   startedAt: number;
 }
 
+/** The states of a list page, under the publish rule of every state. */
+export function pageStates(items: readonly InvitationJSON[], observedAt: number, source: 'backfill' | 'reconcile'): InvitationState[] {
+  return items.map((invitation) => ({ kind: 'present', invitation, observedAt, source }));
+}
+
 /**
- * Pages every invitation of the instance into the mirror through the worker's upsert rule,
- * one transaction per page (source `backfill`), under the shared BAPI budget. The cursor is
- * saved in the page's transaction, so an interrupted or crashed run resumes where it
- * stopped; a completed run clears it and records its summary.
+ * Pages every invitation of the instance into the shared state through the publish rule,
+ * one script run per page (source `backfill`), under the shared BAPI budget, so every
+ * replica receives it. The cursor is saved in the page's script run, so an interrupted or
+ * crashed run resumes where it stopped; a completed run clears it, records its summary and
+ * marks the state filled. Progress belongs to one epoch: if Redis loses the state meanwhile,
+ * the run stops and the next one starts over.
  */
 export async function runBackfill(o: BackfillOptions): Promise<BackfillSummary> {
   const now = o.now ?? Date.now;
   const started = now();
-  const state = new SyncState(o.conn);
-  const writer = new MirrorWriter(o.conn);
   const caller = new BapiCaller({ limiter: o.limiter, log: o.log, signal: o.signal, retryForMs: o.retryForMs, now });
   const lister = new InvitationLister({ bapi: o.bapi, caller, log: o.log, pageSize: o.pageSize, concurrency: o.concurrency, signal: o.signal });
   const progress = o.progress ?? silentProgress;
-
-  if (o.restart) state.delete(STATE_KEYS.backfillCursor);
-  const saved = state.get<SavedCursor>(STATE_KEYS.backfillCursor)?.value;
-  const resumedFrom = saved?.position;
-  const startedAt = saved?.startedAt ?? started;
-  if (resumedFrom) o.log.info({ mode: resumedFrom.mode, next: resumedFrom.next }, 'resuming the backfill where it stopped');
-
   const rows: RowCounts = { inserted: 0, updated: 0, unchanged: 0, stale: 0 };
   let pages = 0;
+  let resumedFrom: ListPosition | undefined;
   const summary = (status: BackfillSummary['status'], error?: string): BackfillSummary => ({
     status,
     mode: lister.mode,
@@ -86,20 +86,30 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillSummary> 
   });
 
   try {
+    const { epoch } = await o.state.ensure();
+    if (o.restart) await o.state.writeRecords(epoch, { [RECORDS.backfillCursor]: undefined });
+    const saved = await o.state.record<SavedCursor>(RECORDS.backfillCursor);
+    resumedFrom = saved?.position;
+    const startedAt = saved?.startedAt ?? started;
+    if (resumedFrom) o.log.info({ mode: resumedFrom.mode, next: resumedFrom.next }, 'resuming the backfill where it stopped');
+
     await lister.run(
       resumedFrom,
-      (page, cursor) => {
-        const writes: InvitationWrite[] = page.items.map((invitation) => ({ kind: 'present', invitation, observedAt: page.receivedAt, source: 'backfill' }));
-        const outcomes = state.transaction(() => {
-          const out = writer.writeMany(writes);
-          if (cursor) state.set(STATE_KEYS.backfillCursor, { position: cursor, startedAt } satisfies SavedCursor, now());
-          return out;
+      async (page, cursor) => {
+        const { outcomes } = await o.publisher.publish(pageStates(page.items, page.receivedAt, 'backfill'), {
+          expectEpoch: epoch,
+          ...(cursor ? { record: { name: RECORDS.backfillCursor, value: { position: cursor, startedAt } satisfies SavedCursor } } : {}),
         });
         for (const r of outcomes) rows[r]++;
         pages++;
       },
       (p) => progress.update(p),
     );
+    progress.finish();
+    const s = summary('completed');
+    await o.state.writeRecords(epoch, { [RECORDS.backfillCursor]: undefined, [RECORDS.backfillLast]: { at: now(), startedAt, summary: s } }, { filled: true });
+    o.log.info({ ...s }, 'backfill completed');
+    return s;
   } catch (err) {
     progress.finish();
     if (o.signal?.aborted) {
@@ -111,14 +121,6 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillSummary> 
     o.log.error({ ...s }, 'backfill stopped; its cursor is saved, run it again to resume');
     return s;
   }
-  progress.finish();
-  const s = summary('completed');
-  state.transaction(() => {
-    state.delete(STATE_KEYS.backfillCursor);
-    state.set(STATE_KEYS.backfillLast, { at: now(), startedAt, summary: s }, now());
-  });
-  o.log.info({ ...s }, 'backfill completed');
-  return s;
 }
 
 /** Multi-line text of a summary, for the command's exit. */
@@ -126,7 +128,7 @@ export function formatBackfillSummary(s: BackfillSummary): string {
   const lines = [
     `backfill ${s.status}${s.mode ? ` (${s.mode === 'instance' ? 'instance-wide list' : 'organization by organization'})` : ''}${s.resumedFrom ? `, resumed at ${s.resumedFrom.mode === 'instance' ? 'offset' : 'organization'} ${s.resumedFrom.next}` : ''}`,
     `  pages      ${s.pages}`,
-    `  rows       ${s.rows.inserted} inserted, ${s.rows.updated} updated, ${s.rows.unchanged} unchanged, ${s.rows.stale} older than the mirror`,
+    `  rows       ${s.rows.inserted} inserted, ${s.rows.updated} updated, ${s.rows.unchanged} unchanged, ${s.rows.stale} older than the shared state`,
     `  requests   ${s.requests} (${s.rateLimited} answered 429, ${s.retried} retried)`,
     `  duration   ${(s.durationMs / 1000).toFixed(1)} s`,
   ];

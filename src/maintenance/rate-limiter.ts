@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QueueKeys } from 'bullmq';
-import { QUEUE_PREFIX, SYNC_QUEUE } from '../queue/names.ts';
+import { SYNC_QUEUE } from '../queue/names.ts';
+import type { MirrorKeys } from '../state/keys.ts';
 import type { Redis } from '../redis/connection.ts';
 
 /**
@@ -48,6 +49,7 @@ return 1
 export interface SharedRateLimiterOptions {
   /** Any connection to the queue's Redis (non-blocking commands only). */
   connection: Redis;
+  keys: MirrorKeys;
   /** The worker's limit (config.clerk.rateLimit). */
   rateLimit: { max: number; windowMs: number };
   /** Called with every wait, for stats. */
@@ -67,7 +69,7 @@ export class SharedRateLimiter {
   private waits = 0;
 
   constructor(private readonly opts: SharedRateLimiterOptions) {
-    const keys = new QueueKeys(QUEUE_PREFIX).getKeys(SYNC_QUEUE);
+    const keys = new QueueKeys(opts.keys.queuePrefix).getKeys(SYNC_QUEUE);
     this.limiterKey = keys.limiter!;
     this.metaKey = keys.meta!;
   }

@@ -42,11 +42,12 @@ export interface ListerOptions {
 }
 
 /**
- * Called once per page, synchronously, in completion order. `cursor` is set when every unit
- * before it is done (a contiguous watermark), so persisting it with the page's rows means a
- * restart redoes at most the pages that were in flight.
+ * Called once per page, in completion order, one call at a time (the next waits for the
+ * previous one to settle; after a failure no further call is made). `cursor` is set when
+ * every unit before it is done (a contiguous watermark), so persisting it with the page's
+ * rows means a restart redoes at most the pages that were in flight.
  */
-export type PageSink = (page: ListedPage, cursor: ListPosition | undefined) => void;
+export type PageSink = (page: ListedPage, cursor: ListPosition | undefined) => void | Promise<void>;
 
 // Ascending: invitations created while we list land after the pages already read, so
 // offsets of what we read do not move (only deletions shift them; reconciliation catches up).
@@ -69,6 +70,12 @@ export class InvitationLister {
   }
 
   async run(start: ListPosition | undefined, sink: PageSink, onProgress: (p: ListProgress) => void = () => {}): Promise<void> {
+    let chain: Promise<void> = Promise.resolve();
+    const inOrder: PageSink = (page, cursor) => (chain = chain.then(() => sink(page, cursor)));
+    return this.runIn(start, inOrder, onProgress);
+  }
+
+  private async runIn(start: ListPosition | undefined, sink: PageSink, onProgress: (p: ListProgress) => void): Promise<void> {
     if (start?.mode !== 'organizations') {
       const first = await this.firstInstancePage(start?.mode === 'instance' ? start.next : 0);
       if (first) {
@@ -105,7 +112,7 @@ export class InvitationLister {
       const items = await shape.normalize(page.data);
       const moved = marks.complete(unit);
       done += page.data.length;
-      sink({ items, receivedAt: page.receivedAt }, moved === undefined ? undefined : { mode: 'instance', next: start + moved * this.pageSize });
+      await sink({ items, receivedAt: page.receivedAt }, moved === undefined ? undefined : { mode: 'instance', next: start + moved * this.pageSize });
       onProgress({ unit: 'invitations', done: Math.min(done, total), total });
     };
     onProgress({ unit: 'invitations', done: start, total });
@@ -155,11 +162,12 @@ export class InvitationLister {
         const normalized = await Promise.all(pages.map((p) => shape.normalize(p.data)));
         const moved = marks.complete(unit);
         // Rows commit page by page; the cursor moves with the organization's last page.
-        pages.forEach((p, i) => {
+        const sunk = pages.map((p, i) => {
           const last = i === pages.length - 1;
-          sink({ items: normalized[i]!, receivedAt: p.receivedAt }, last && moved !== undefined ? { mode: 'organizations', next: start + moved } : undefined);
+          return sink({ items: normalized[i]!, receivedAt: p.receivedAt }, last && moved !== undefined ? { mode: 'organizations', next: start + moved } : undefined);
         });
-        if (pages.length === 0 && moved !== undefined) sink({ items: [], receivedAt: Date.now() }, { mode: 'organizations', next: start + moved });
+        if (pages.length === 0 && moved !== undefined) sunk.push(sink({ items: [], receivedAt: Date.now() }, { mode: 'organizations', next: start + moved }));
+        await Promise.all(sunk);
         onProgress({ unit: 'organizations', done: ++done, total });
       }
     });
