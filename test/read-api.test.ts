@@ -222,6 +222,17 @@ describe('operations endpoints', () => {
     expect(value(/^clerk_mirror_queue_jobs\{state="failed"\} (\d+)$/m)).toBe(0);
     expect(text).toMatch(/^clerk_mirror_process_resident_memory_bytes \d+/m);
     expect(text).toMatch(/^clerk_mirror_seconds_since_last_reconcile (nan|\d+(\.\d+)?(e[-+]\d+)?)$/im);
+    // The replica: where it stands, and every change it applied.
+    const status = await h.service.replica!.status();
+    expect(value(/^clerk_mirror_replica_state\{state="following"\} (\d+)$/m)).toBe(1);
+    expect(value(/^clerk_mirror_replica_state\{state="stale"\} (\d+)$/m)).toBe(0);
+    expect(value(/^clerk_mirror_replica_entries_behind (\d+)$/m)).toBe(0);
+    expect(value(/^clerk_mirror_replica_seconds_behind (\d+)$/m)).toBe(0);
+    expect(value(/^clerk_mirror_replica_seq (\d+)$/m)).toBe(status.seq);
+    expect(value(/^clerk_mirror_replica_applied_total (\d+)$/m)).toBe(h.service.stats.replica.applied);
+    expect(h.service.stats.replica.applied).toBeGreaterThanOrEqual(truth.length);
+    expect(value(/^clerk_mirror_replica_lag_seconds_count (\d+)$/m)).toBeGreaterThan(0);
+    expect(value(/^clerk_mirror_state_publishes_total\{outcome="inserted"\} (\d+)$/m)).toBe(h.service.stats.writes.inserted);
   });
 
   it('/metrics of a process without a credential answers loopback scrapes only', async () => {

@@ -5,13 +5,18 @@ import { createLogger } from '../src/logger.ts';
 import { migrateMirror } from '../src/mirror/migrate.ts';
 import { mirrorOver } from '../src/mirror/mirror.ts';
 import { openMirrorDb, type MirrorConnection } from '../src/mirror/open.ts';
-import { Replica } from '../src/replica/replica.ts';
+import { createReplica } from '../src/replica/create.ts';
+import { Replica, replicaReadiness, type ReplicaStatus } from '../src/replica/replica.ts';
 import { isEqualReport, verifyReplica } from '../src/replica/verify.ts';
 import type { MirrorKeys } from '../src/state/keys.ts';
 import { StatePublisher, type InvitationState } from '../src/state/publisher.ts';
 import { SharedState } from '../src/state/shared-state.ts';
+import { runCli } from './helpers/child.ts';
 import { invitation, tempDir, waitUntil } from './helpers/fixtures.ts';
 import { isolatedKeys, testRedis } from './helpers/state.ts';
+import { freePort } from '../src/redis/managed.ts';
+import { inject } from 'vitest';
+import { copyFileSync } from 'node:fs';
 
 const tmp = tempDir();
 const redis = testRedis();
@@ -112,6 +117,22 @@ describe('replica', () => {
     expect(lines.join('')).toMatch(/missed changes the stream no longer holds/);
   });
 
+  it('notices a trimmed offset even when no change came since', async () => {
+    const { keys, publisher, state, equal } = rig('trimmed-quiet');
+    await publisher.publish([present('orginv_q0', 1)]);
+    await fill(state);
+    const conn = file('trimmed-quiet.db');
+    const r = replicaOf(conn, keys);
+    await r.caughtUp;
+    await r.close();
+    await publisher.publish([present('orginv_q1', 1)]);
+    // Every entry is gone, the last one included: there is nothing after the offset to read.
+    await redis.xtrim(keys.changes, 'MAXLEN', 0);
+    const again = replicaOf(conn, keys);
+    await waitUntil(() => equal(conn), 'the replica to reload');
+    expect((await again.status()).bootstraps).toBe(1);
+  });
+
   it('Redis lost the state: keeps serving, reports stale, applies new changes, and converges once refilled, deletions included', async () => {
     const { keys, publisher, state, equal } = rig('flush');
     await publisher.publish([present('orginv_l1', 1), present('orginv_l2', 1), present('orginv_l3', 1)]);
@@ -175,5 +196,65 @@ describe('replica', () => {
     await rb.caughtUp;
     await publisher.publish([present('orginv_w1', 2)]);
     await waitUntil(async () => [(await ra.status()).reason, (await rb.status()).reason].some((x) => /another replica is writing/.test(x ?? '')), 'one of them to notice the other');
+  });
+});
+
+describe('readiness of a replica', () => {
+  const ok: ReplicaStatus = { state: 'following', reason: undefined, epoch: 'e', offset: '1-0', seq: 1, filled: true, entriesBehind: 0, secondsBehind: 0, applied: 1, bootstraps: 1 };
+  it('is ready only when following a filled state within the lag allowed, and says why not', () => {
+    expect(replicaReadiness(ok, 30)).toBe(true);
+    expect(replicaReadiness({ ...ok, state: 'bootstrapping' }, 30)).toMatch(/loading the snapshot/);
+    expect(replicaReadiness({ ...ok, state: 'stale', reason: 'Redis lost the shared state' }, 30)).toBe('Redis lost the shared state');
+    expect(replicaReadiness({ ...ok, filled: false }, 30)).toMatch(/not been filled by a backfill/);
+    expect(replicaReadiness({ ...ok, secondsBehind: 31, entriesBehind: 7 }, 30)).toMatch(/31\.0 s behind the shared state \(7 changes\)/);
+  });
+});
+
+describe('createReplica', () => {
+  it('resolves once caught up and answers lookups from its own copy', async () => {
+    const { keys, publisher, state } = rig('library');
+    await publisher.publish([present('orginv_lib1', 1)]);
+    await fill(state);
+    const m = await createReplica({ redisUrl: inject('redisUrl'), keyPrefix: keys.prefix, path: ':memory:', logger: log });
+    closers.push(() => m.close());
+    expect((await m.getOrganizationInvitation({ organizationId: invitation().organization_id, invitationId: 'orginv_lib1' })).id).toBe('orginv_lib1');
+    expect(await m.status()).toMatchObject({ state: 'following', filled: true, entriesBehind: 0 });
+  });
+
+  it('rejects, naming the file and Redis without credentials, when it cannot catch up in time', async () => {
+    const port = await freePort();
+    const started = Date.now();
+    const err = await createReplica({ redisUrl: `redis://user:hunter2@127.0.0.1:${port}`, path: ':memory:', timeoutMs: 500, logger: log }).catch((e: unknown) => e as Error);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(new RegExp(`did not catch up with the shared state at redis://127\\.0\\.0\\.1:${port} within 500 ms`));
+    expect((err as Error).message).not.toContain('hunter2');
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
+
+describe('verify', () => {
+  it('exits 0 for a replica equal to the shared state and 1 listing each difference otherwise', async () => {
+    const { keys, publisher, state, equal } = rig('verify');
+    await publisher.publish([present('orginv_v1', 1), present('orginv_v2', 1), present('orginv_v3', 1)]);
+    await fill(state);
+    const conn = file('verify.db');
+    const r = replicaOf(conn, keys);
+    await waitUntil(() => equal(conn), 'the replica');
+    await r.close();
+    conn.sqlite.pragma('wal_checkpoint(TRUNCATE)');
+    const env = { REDIS_URL: inject('redisUrl'), REDIS_KEY_PREFIX: keys.prefix };
+    const same = await runCli(['verify', '--db', conn.path, '--recheck-ms', '0'], env);
+    expect(same.code, same.output).toBe(0);
+    expect(same.output).toMatch(/equal: the file holds exactly the shared state/);
+
+    const copy = join(tmp.path, 'verify-broken.db');
+    copyFileSync(conn.path, copy);
+    const broken = openMirrorDb({ path: copy });
+    broken.sqlite.prepare("UPDATE organization_invitations SET raw = '{}' WHERE id = 'orginv_v1'").run();
+    broken.sqlite.prepare("DELETE FROM organization_invitations WHERE id = 'orginv_v2'").run();
+    broken.sqlite.close();
+    const diff = await runCli(['verify', '--db', copy, '--recheck-ms', '0', '--json'], env);
+    expect(diff.code).toBe(1);
+    expect(JSON.parse(diff.output.trim().split('\n').at(-1)!)).toMatchObject({ missing: ['orginv_v2'], extra: [], different: ['orginv_v1'], stateSize: 3, fileRows: 2 });
   });
 });

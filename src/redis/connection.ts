@@ -24,3 +24,15 @@ export function connectRedis(url: string, { failFast = false }: RedisConnectOpti
   };
   return new Redis(url, options);
 }
+
+/** QUITs `redis` (sending what it still has queued), or drops it when Redis does not answer within `timeoutMs`. */
+export async function closeRedis(redis: Redis, timeoutMs = 1000): Promise<void> {
+  if (redis.status !== 'ready') {
+    redis.disconnect();
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([redis.quit().catch(() => {}), new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+  clearTimeout(timer);
+  redis.disconnect();
+}

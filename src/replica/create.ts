@@ -1,4 +1,4 @@
-import { connectRedis } from '../redis/connection.ts';
+import { closeRedis, connectRedis } from '../redis/connection.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { DEFAULT_MIRROR_DB_PATH, mirrorOver, type Mirror } from '../mirror/mirror.ts';
 import { migrateMirror } from '../mirror/migrate.ts';
@@ -50,7 +50,7 @@ export async function createReplica(options: CreateReplicaOptions): Promise<Repl
   const close = () =>
     (closed ??= (async () => {
       await replica.close();
-      await redis.quit().catch(() => redis.disconnect());
+      await closeRedis(redis);
       conn.sqlite.close();
     })());
   replica.start();

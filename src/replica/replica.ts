@@ -80,6 +80,9 @@ export class Replica {
   private meta: StateMeta | undefined;
   private lastContactAt = 0;
   private closed = false;
+  /** Rejects on close, so a loop waiting for a Redis that does not answer stops at once. */
+  private readonly closing: Promise<never>;
+  private stopWaiting!: (err: Error) => void;
   private loop: Promise<void> | undefined;
   private applied = 0;
   private bootstraps = 0;
@@ -93,6 +96,8 @@ export class Replica {
     this.state = new SharedState(opts.redis, opts.keys);
     this.warn = throttledLog(opts.log);
     this.caughtUp = new Promise((r) => (this.resolveCaughtUp = r));
+    this.closing = new Promise<never>((_, reject) => (this.stopWaiting = reject));
+    this.closing.catch(() => {});
   }
 
   start(): void {
@@ -146,13 +151,14 @@ export class Replica {
     const started = this.o.now();
     const seen = new Set<string>();
     let rows = 0;
-    for await (const batch of this.state.scan(this.o.scanCount)) {
+    const pages = this.state.scan(this.o.scanCount);
+    for (let page = await this.contact(pages.next()); !page.done; page = await this.contact(pages.next())) {
+      const batch = page.value;
       if (this.closed) return;
       // In key order: SQLite then touches each index page once per batch, not once per row.
       this.writer.apply(batch.sort((a, b) => (a.id < b.id ? -1 : 1)));
       for (const s of batch) seen.add(s.id);
       rows += batch.length;
-      this.lastContactAt = this.o.now();
     }
     // A state replaced while we scanned would leave a mix of two: start over instead.
     const after = await this.contact(this.state.meta());
@@ -173,6 +179,7 @@ export class Replica {
    */
   private async follow(pos: ReplicaPosition): Promise<FollowEnd> {
     let from = pos.streamId;
+    let seq = pos.seq;
     let lastMetaCheck = this.o.now();
     let perEntry = 1;
     // The first read does not wait: with nothing new the file has caught up at once.
@@ -197,6 +204,7 @@ export class Replica {
           from = e.streamId;
         }
         const last = entries.at(-1)!;
+        seq = last.lastSeq;
         const changes = entries.length === 1 ? entries[0]!.changes : entries.flatMap((e) => e.changes);
         perEntry = Math.max(1, changes.length / entries.length);
         next = read();
@@ -220,14 +228,16 @@ export class Replica {
           return 'epoch';
         }
         if (pos.carriesOlderState && meta.filledAt) return 'filled';
+        // Changes were published after ours, and the stream holds none: trimmed away while we were down.
+        if (!entries && meta.seq > seq && !(await this.contact(this.state.nextEntry(from)))) return 'gap';
       }
     }
     return 'epoch';
   }
 
-  /** Notes that Redis answered (for `secondsBehind` while it does not). */
+  /** Waits for a Redis answer (or the close) and notes that Redis answered (for `secondsBehind` while it does not). */
   private async contact<T>(p: Promise<T>): Promise<T> {
-    const v = await p;
+    const v = await Promise.race([p, this.closing]);
     this.lastContactAt = this.o.now();
     return v;
   }
@@ -268,6 +278,7 @@ export class Replica {
   /** Stops following; the file keeps what was applied. */
   async close(): Promise<void> {
     this.closed = true;
+    this.stopWaiting(new Error('replica closed'));
     // Ends a pending XREAD BLOCK at once.
     this.o.blocking.disconnect();
     await this.loop?.catch(() => {});

@@ -113,9 +113,9 @@ export interface ServiceProc {
 }
 
 export interface ServiceEnv {
-  CLERK_SECRET_KEY: string;
-  CLERK_WEBHOOK_SIGNING_SECRET: string;
-  CLERK_API_URL: string;
+  CLERK_SECRET_KEY?: string;
+  CLERK_WEBHOOK_SIGNING_SECRET?: string;
+  CLERK_API_URL?: string;
   REDIS_URL: string;
   MIRROR_DB_PATH: string;
   MIRROR_API_KEY?: string;
@@ -123,6 +123,7 @@ export interface ServiceEnv {
   BAPI_RATE_LIMIT?: string;
   BAPI_RATE_WINDOW_MS?: string;
   BAPI_TIMEOUT_MS?: string;
+  CHANGE_STREAM_RETENTION_MS?: string;
 }
 
 export function readRss(pid: number): number {
