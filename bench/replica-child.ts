@@ -23,8 +23,8 @@ const replica = new Replica({
   conn,
   keys: mirrorKeys(),
   log: createLogger({ level: 'warn', destination: process.stderr }),
-  onApplied: (changes, at) => {
-    for (const c of changes) if (c.receivedAt !== undefined) lags.push(at - c.receivedAt);
+  onApplied: (applied, at) => {
+    for (const r of applied.receivedAt) lags.push(at - r);
   },
 });
 replica.start();

@@ -174,7 +174,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
           conn: mirror!,
           keys,
           log,
-          onApplied: (changes, at) => stats.replicaApplied(changes.length, changes.flatMap((c) => (c.receivedAt === undefined ? [] : [at - c.receivedAt]))),
+          onApplied: (applied, at) => stats.replicaApplied(applied.changes, applied.receivedAt.map((r) => at - r)),
         });
         replica = r;
         r.start();

@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { throttledLog, type Logger } from '../logger.ts';
-import { streamIdTime, type Change } from '../state/codec.ts';
+import { streamIdTime } from '../state/codec.ts';
 import type { MirrorKeys } from '../state/keys.ts';
 import type { Redis } from '../redis/connection.ts';
 import { readChanges, SharedState, type StateMeta } from '../state/shared-state.ts';
-import { PositionConflictError, ReplicaWriter, type ReplicaPosition } from './writer.ts';
+import { PositionConflictError, ReplicaWriter, type Applied, type ReplicaPosition } from './writer.ts';
 import type { MirrorConnection } from '../mirror/open.ts';
 
 /**
@@ -39,6 +39,7 @@ export interface ReplicaOptions {
   redis: Redis;
   /** Its own connection: XREAD BLOCK waits on it. */
   blocking: Redis;
+  /** The file (migrated); lookups in this process read through it. */
   conn: MirrorConnection;
   keys: MirrorKeys;
   log: Logger;
@@ -55,8 +56,8 @@ export interface ReplicaOptions {
   blockMs?: number;
   /** How often the state's meta is checked while changes keep coming. @defaultValue 2000 */
   metaEveryMs?: number;
-  /** Called after each applied batch, with the changes it held (for lag metrics). */
-  onApplied?: (changes: readonly Change[], appliedAt: number) => void;
+  /** Called after each applied batch with how many changes it held and when their events were accepted (for lag metrics). */
+  onApplied?: (applied: Applied, appliedAt: number) => void;
   now?: () => number;
 }
 
@@ -78,6 +79,8 @@ export class Replica {
   private phase: ReplicaPhase = 'bootstrapping';
   private reason: string | undefined = 'loading the snapshot';
   private meta: StateMeta | undefined;
+  /** The file's position as this replica last read or wrote it. */
+  private pos: ReplicaPosition | undefined;
   private lastContactAt = 0;
   private closed = false;
   /** Rejects on close, so a loop waiting for a Redis that does not answer stops at once. */
@@ -109,7 +112,7 @@ export class Replica {
     while (!this.closed) {
       try {
         const meta = (this.meta = await this.contact(this.state.ensure()));
-        const pos = this.writer.position();
+        const pos = (this.pos = this.writer.position());
         if (pos && pos.epoch === meta.epoch && !(pos.carriesOlderState && meta.filledAt)) {
           const end = await this.follow(pos);
           if (end === 'gap') this.o.log.warn({ offset: pos.streamId }, 'replica missed changes the stream no longer holds: loading the snapshot again');
@@ -165,6 +168,7 @@ export class Replica {
     if (after?.epoch !== meta.epoch) return;
     const to: ReplicaPosition = { epoch: meta.epoch, streamId: meta.last, seq: meta.seq, carriesOlderState: !replace };
     const removed = replace ? this.writer.removeAllBut(seen, to) : (this.writer.apply([], to), 0);
+    this.pos = to;
     this.bootstraps++;
     this.o.log.info(
       { rows, removed, keptOlderRows: !replace, ms: this.o.now() - started, epoch: meta.epoch, seq: meta.seq },
@@ -181,7 +185,8 @@ export class Replica {
     let from = pos.streamId;
     let seq = pos.seq;
     let lastMetaCheck = this.o.now();
-    let perEntry = 1;
+    // Changes per entry, as last seen; before any, assume large entries (read one at first).
+    let perEntry = this.o.changesPerRead;
     // The first read does not wait: with nothing new the file has caught up at once.
     let blockMs: number | undefined;
     this.phase = pos.carriesOlderState ? 'stale' : 'following';
@@ -204,16 +209,15 @@ export class Replica {
           from = e.streamId;
         }
         const last = entries.at(-1)!;
+        // Each entry's first change follows the one before it: the count needs no decoding.
+        perEntry = Math.max(1, (last.lastSeq - seq) / entries.length);
         seq = last.lastSeq;
-        const changes = entries.length === 1 ? entries[0]!.changes : entries.flatMap((e) => e.changes);
-        perEntry = Math.max(1, changes.length / entries.length);
         next = read();
-        this.writer.apply(
-          changes.map((c) => c.state),
-          { ...pos, streamId: last.streamId, seq: last.lastSeq },
-        );
-        this.applied += changes.length;
-        this.o.onApplied?.(changes, this.o.now());
+        const to = { ...pos, streamId: last.streamId, seq: last.lastSeq };
+        const applied = this.writer.applyEntries(entries, to);
+        this.pos = to;
+        this.applied += applied.changes;
+        this.o.onApplied?.(applied, this.o.now());
       } else {
         next = read();
       }
@@ -244,7 +248,7 @@ export class Replica {
 
   /** Where the replica stands; asks Redis for the state's meta (bounded by `timeoutMs`). */
   async status(timeoutMs = 1000): Promise<ReplicaStatus> {
-    const pos = this.writer.position();
+    const pos = this.pos;
     let meta = this.meta;
     let reachable = true;
     let secondsBehind = 0;

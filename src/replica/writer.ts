@@ -1,5 +1,5 @@
 import { eq, sql } from 'drizzle-orm';
-import type { StoredState } from '../state/codec.ts';
+import { decodeRecords, type RawEntry, type StoredState } from '../state/codec.ts';
 import type { MirrorConnection } from '../mirror/open.ts';
 import { positional } from '../mirror/positional.ts';
 import { organizationInvitations as inv, replicaPosition, type NewInvitationRow } from '../mirror/schema.ts';
@@ -10,6 +10,12 @@ export interface ReplicaPosition {
   streamId: string;
   seq: number;
   carriesOlderState: boolean;
+}
+
+/** What applying stream entries did: how many changes, and when the receiver accepted each (for lag). */
+export interface Applied {
+  changes: number;
+  receivedAt: number[];
 }
 
 /** Another process wrote this replica file: two replicas on one file would undo each other's changes. */
@@ -23,8 +29,10 @@ export class PositionConflictError extends Error {
 const p = <K extends string>(k: K) => sql.placeholder(k);
 const COLUMNS = ['organizationId', 'emailAddress', 'status', 'expiresAt', 'createdAt', 'updatedAt', 'confirmedAt', 'source', 'deletedAt', 'raw'] as const;
 
-/** The row of a state, in `['id', ...COLUMNS]` order. */
-function rowOf(s: StoredState): unknown[] {
+/** A state as the row the writer's upsert takes, in `['id', ...COLUMNS]` order. */
+type StateRow = unknown[];
+
+function rowOf(s: StoredState): StateRow {
   const f = s.fields;
   return [s.id, f.organizationId, f.emailAddress, f.status, f.expiresAt, f.createdAt, s.updatedAt, s.confirmedAt, f.source, s.deleted ? s.confirmedAt : null, s.raw];
 }
@@ -92,8 +100,27 @@ export class ReplicaWriter {
    * @throws PositionConflictError when the file's position is not the one this writer left.
    */
   apply(states: readonly StoredState[], to?: ReplicaPosition): void {
+    this.applyRows(states.map(rowOf), to);
+  }
+
+  /** Decodes the changes of `entries` and applies them in order, moving the position to `to`, in one transaction. */
+  applyEntries(entries: readonly RawEntry[], to: ReplicaPosition): Applied {
+    const rows: StateRow[] = [];
+    const receivedAt: number[] = [];
+    for (const e of entries) {
+      for (const c of decodeRecords(e.streamId, e.lastSeq, e.body, e.recordsAt)) {
+        rows.push(rowOf(c.state));
+        if (c.receivedAt !== undefined) receivedAt.push(c.receivedAt);
+      }
+    }
+    this.applyRows(rows, to);
+    return { changes: rows.length, receivedAt };
+  }
+
+  /** `apply` for states already turned into rows (rowOf). */
+  applyRows(rows: readonly StateRow[], to?: ReplicaPosition): void {
     this.transaction(() => {
-      for (const s of states) this.upsert.run(...rowOf(s));
+      for (const r of rows) this.upsert.run(r);
       if (to) this.moveTo(to);
     });
   }

@@ -134,22 +134,59 @@ export interface ChangeEntry {
 }
 
 /** Separates the parts of a stream entry; valid JSON holds it only escaped (scripts/publish.lua). */
-const RS = '\x1e';
+const RS = 0x1e;
 
-/** A raw XREAD/XRANGE entry (`[id, ['e', 'previous␞lastSeq␞id|received_at|value␞…']]`) as a ChangeEntry. */
-export function decodeEntry(streamId: string, kv: string[]): ChangeEntry {
-  const parts = kv[0] === 'e' && kv[1] !== undefined ? kv[1].split(RS) : [];
-  const lastSeq = Number(parts[1]);
-  if (parts.length < 3 || !Number.isSafeInteger(lastSeq)) throw new StateFormatError(`change ${streamId} is not a mirror state entry`);
-  const first = lastSeq - (parts.length - 2);
-  const changes = parts.slice(2).map((record, i): Change => {
+/**
+ * A stream entry as read, its changes not decoded yet: `body` is the `e` field's bytes,
+ * `previous␞lastSeq␞id|received_at|value␞…` (scripts/publish.lua), and `recordsAt` the
+ * offset of its first record. Decoding the records is left to whoever writes them (a
+ * replica's writer thread).
+ */
+export interface RawEntry {
+  streamId: string;
+  /** Stream id of the entry before it: a reader whose offset is not this one missed entries. */
+  previous: string;
+  /** Sequence number of its last change. */
+  lastSeq: number;
+  body: Uint8Array;
+  recordsAt: number;
+}
+
+/** Reads the header of an XREAD/XRANGE entry (`[id, ['e', body]]`) whose field values came as bytes. */
+export function rawEntry(streamId: string, kv: (Buffer | string)[]): RawEntry {
+  const field = kv[0]?.toString();
+  const body = kv[1];
+  const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+  const a = field === 'e' && bytes ? bytes.indexOf(RS) : -1;
+  const b = a < 0 ? -1 : bytes!.indexOf(RS, a + 1);
+  const lastSeq = b < 0 ? NaN : Number(bytes!.toString('latin1', a + 1, b));
+  if (b < 0 || !Number.isSafeInteger(lastSeq)) throw new StateFormatError(`change ${streamId} is not a mirror state entry`);
+  return { streamId, previous: bytes!.toString('latin1', 0, a), lastSeq, body: bytes!, recordsAt: b + 1 };
+}
+
+/** The changes of an entry, in order; `body` may be a copy of the entry's bytes (another thread's). */
+export function decodeRecords(streamId: string, lastSeq: number, body: Uint8Array, recordsAt: number): Change[] {
+  const buf = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  const ends: number[] = [];
+  for (let at = buf.indexOf(RS, recordsAt); at >= 0; at = buf.indexOf(RS, at + 1)) ends.push(at);
+  ends.push(buf.length);
+  const first = lastSeq - ends.length;
+  let start = recordsAt;
+  return ends.map((end, i): Change => {
+    const record = buf.toString('utf8', start, end);
+    start = end + 1;
     const a = record.indexOf('|');
     const b = a < 0 ? -1 : record.indexOf('|', a + 1);
     if (a <= 0 || b < 0) throw new StateFormatError(`change ${streamId} holds a malformed record`);
     const received = record.slice(a + 1, b);
     return { seq: first + i + 1, receivedAt: received === '' ? undefined : Number(received), state: decodeValue(record.slice(0, a), record.slice(b + 1)) };
   });
-  return { streamId, previous: parts[0]!, lastSeq, changes };
+}
+
+/** A raw XREAD/XRANGE entry with its changes decoded. */
+export function decodeEntry(streamId: string, kv: (Buffer | string)[]): ChangeEntry {
+  const raw = rawEntry(streamId, kv);
+  return { streamId, previous: raw.previous, lastSeq: raw.lastSeq, changes: decodeRecords(streamId, raw.lastSeq, raw.body, raw.recordsAt) };
 }
 
 /** The time part of a stream id (ms since the epoch, Redis' clock). */

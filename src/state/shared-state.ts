@@ -1,5 +1,5 @@
 import type { Redis } from '../redis/connection.ts';
-import { decodeEntry, decodeValue, StateFormatError, type ChangeEntry, type StoredState } from './codec.ts';
+import { decodeEntry, decodeValue, rawEntry, StateFormatError, type ChangeEntry, type RawEntry, type StoredState } from './codec.ts';
 import type { MirrorKeys } from './keys.ts';
 import { EpochChangedError, epochCandidate } from './publisher.ts';
 import { stateScripts, type StateScripts } from './scripts.ts';
@@ -129,17 +129,18 @@ export class SharedState {
 /**
  * Reads up to `count` stream entries after `streamId` (each holds the changes of one
  * publish), waiting up to `blockMs` for the first one (XREAD BLOCK: use a connection of its
- * own), or not at all when `blockMs` is undefined. Null when none came in time.
+ * own), or not at all when `blockMs` is undefined. Null when none came in time. The changes
+ * stay bytes (`decodeRecords` decodes them) so they can go to a writer thread as they are.
  */
-export async function readChanges(redis: Redis, keys: MirrorKeys, streamId: string, count: number, blockMs: number | undefined): Promise<ChangeEntry[] | null> {
+export async function readChanges(redis: Redis, keys: MirrorKeys, streamId: string, count: number, blockMs: number | undefined): Promise<RawEntry[] | null> {
   const reply = (
     blockMs === undefined
-      ? await redis.xread('COUNT', count, 'STREAMS', keys.changes, streamId)
-      : await redis.xread('COUNT', count, 'BLOCK', blockMs, 'STREAMS', keys.changes, streamId)
-  ) as [string, [string, string[]][]][] | null;
+      ? await redis.xreadBuffer('COUNT', count, 'STREAMS', keys.changes, streamId)
+      : await redis.xreadBuffer('COUNT', count, 'BLOCK', blockMs, 'STREAMS', keys.changes, streamId)
+  ) as [Buffer, [Buffer, Buffer[]][]][] | null;
   const rows = reply?.[0]?.[1];
   if (!rows?.length) return null;
-  return rows.map(([id, kv]) => decodeEntry(id, kv));
+  return rows.map(([id, kv]) => rawEntry(id.toString('latin1'), kv));
 }
 
 export { StateFormatError };
