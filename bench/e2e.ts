@@ -13,8 +13,8 @@ import type { SyncJobData } from '../src/queue/job.ts';
 import { syncJobOptions } from '../src/queue/sync-queue.ts';
 import { SYNC_JOB_NAME, SYNC_QUEUE } from '../src/queue/names.ts';
 import { mirrorKeys } from '../src/state/keys.ts';
-import { PublishBatcher } from '../src/state/publish-batch.ts';
-import { StatePublisher } from '../src/state/publisher.ts';
+import { StatePublisher, type InvitationState, type PublishOutcome } from '../src/state/publisher.ts';
+import { TurnBatcher } from '../src/state/turn-batcher.ts';
 import { round, runLoadClient, selfCpuUs, startBackend, startBenchService, webhookUrlOf, withResources } from './harness.ts';
 import type { SendOutput } from './load-client.ts';
 import { ratio, type Benchmark } from './result.ts';
@@ -90,7 +90,8 @@ export const e2eEventsBench: Benchmark = {
       defer(() => floorQueue.close());
       await addJobs(floorQueue);
       await sleep(COALESCE_MS + 100);
-      const floorPublisher = new PublishBatcher(new StatePublisher({ connection: redis, keys: mirrorKeys('bench-floor'), retentionMs: 3_600_000 }));
+      const floorState = new StatePublisher({ connection: redis, keys: mirrorKeys('bench-floor'), retentionMs: 3_600_000 });
+      const floorPublisher = new TurnBatcher<InvitationState, PublishOutcome>(async (states) => (await floorState.publish(states)).outcomes);
       const bapi = new BapiClient({ apiUrl: backend.simUrl, secretKey: backend.secretKey });
       let floorDone = 0;
       const t2 = performance.now();
@@ -98,7 +99,7 @@ export const e2eEventsBench: Benchmark = {
         'bench-floor',
         async ({ data }) => {
           const got = await bapi.getOrganizationInvitation(data.organizationId, data.invitationId);
-          await floorPublisher.publish({ kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: 'webhook' });
+          await floorPublisher.call({ kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: 'webhook' });
         },
         { connection: workerConnection, prefix: QUEUE_PREFIX, concurrency: CONCURRENCY },
       );

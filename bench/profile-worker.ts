@@ -18,7 +18,7 @@ await withResources('profile-worker', async (dir, defer) => {
   const q = new SyncQueue({ connection: conn, keys: mirrorKeys() });
   defer(() => q.close());
   const inv = backend.invitations;
-  for (let i = 0; i < N; i += 500) await Promise.all(inv.slice(i, i + 500).map((d) => q.enqueue({ organizationId: String(d.organization_id), invitationId: String(d.id), receivedAt: Date.now(), reason: 'x' })));
+  for (let i = 0; i < N; i += 500) await Promise.all(inv.slice(i, i + 500).map((d) => q.enqueue({ organizationId: String(d.organization_id), invitationId: String(d.id), eventUpdatedAt: Number(d.updated_at), receivedAt: Date.now(), reason: 'organizationInvitation.created' })));
   await sleep(400);
   const session = new Session();
   session.connect();

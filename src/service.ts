@@ -19,7 +19,6 @@ import { ManagedRedis } from './redis/managed.ts';
 import { managedRedisDir } from './redis/resolve.ts';
 import { Replica, replicaReadiness } from './replica/replica.ts';
 import { mirrorKeys } from './state/keys.ts';
-import { PublishBatcher } from './state/publish-batch.ts';
 import { StatePublisher } from './state/publisher.ts';
 import { SharedState } from './state/shared-state.ts';
 import { PipelineStats } from './stats.ts';
@@ -131,7 +130,6 @@ export async function startService(o: ServiceOptions): Promise<Service> {
 
       if (has('worker')) {
         const publisher = new StatePublisher({ connection: stateConnection, keys, retentionMs: config.state.retentionMs });
-        const batcher = new PublishBatcher(publisher);
         const consumer = new SyncQueue({ connection: connect(false), keys });
         const worker = new SyncWorker({
           connection: connect(false),
@@ -139,8 +137,8 @@ export async function startService(o: ServiceOptions): Promise<Service> {
           rateLimit: config.clerk.rateLimit,
           concurrency: o.concurrency,
           bapi: new BapiClient({ apiUrl: config.clerk.apiUrl, secretKey: config.clerk.secretKey!, timeoutMs: config.clerk.timeoutMs }),
-          publish: (s) => batcher.publish(s),
-          held: (id) => state!.held(id),
+          publisher,
+          state,
           queue: consumer.queue,
           log,
           stats,

@@ -162,11 +162,15 @@ describe('publishing a state', () => {
     expect(e.at(-1)!.lastSeq).toBe(300);
   });
 
-  it('answers the skip rule: stored version and announced version in one call', async () => {
+  it('answers the skip rule for many invitations in one call: stored version, tombstone, announced version', async () => {
     const { keys, publisher, state } = rig('held');
-    expect(await state.held('orginv_k1')).toEqual({ stored: undefined, announced: undefined });
-    await publisher.publish([present({ id: 'orginv_k1', updated_at: 42 }, 1)]);
+    expect(await state.held(['orginv_k1'])).toEqual([{ stored: undefined, announced: undefined }]);
+    await publisher.publish([present({ id: 'orginv_k1', updated_at: 42 }, 1), { kind: 'gone', id: 'orginv_k2', organizationId: 'org_k', knownUpdatedAt: 7, observedAt: 1, source: 'webhook' }]);
     await redis.set(keys.announced('orginv_k1'), '43');
-    expect(await state.held('orginv_k1')).toEqual({ stored: { updatedAt: 42, deleted: false }, announced: 43 });
+    expect(await state.held(['orginv_k1', 'orginv_k2', 'orginv_k3'])).toEqual([
+      { stored: { updatedAt: 42, deleted: false }, announced: 43 },
+      { stored: { updatedAt: 7, deleted: true }, announced: undefined },
+      { stored: undefined, announced: undefined },
+    ]);
   });
 });

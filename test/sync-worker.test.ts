@@ -5,7 +5,6 @@ import type { SyncJobData } from '../src/queue/job.ts';
 import { SyncQueue } from '../src/queue/sync-queue.ts';
 import { connectRedis } from '../src/redis/connection.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
-import { PublishBatcher } from '../src/state/publish-batch.ts';
 import { PipelineStats } from '../src/stats.ts';
 import { SyncWorker } from '../src/worker/sync-worker.ts';
 import { waitUntil } from './helpers/fixtures.ts';
@@ -34,15 +33,14 @@ async function rig(redisDb: number) {
   const consumer = new SyncQueue({ connection: consumerConn, keys });
   closers.push(() => producer.close(), () => consumer.close());
   const stats = new PipelineStats();
-  const batcher = new PublishBatcher(space.publisher);
   const worker = new SyncWorker({
     connection: workerConn,
     keys,
     rateLimit: { max: 1000, windowMs: 1000 },
     backoff: { baseMs: 200, capMs: 400 },
     bapi: new BapiClient({ apiUrl: sim.url, secretKey: SECRET_KEY, timeoutMs: 5000 }),
-    publish: (st) => batcher.publish(st),
-    held: (id) => space.state.held(id),
+    publisher: space.publisher,
+    state: space.state,
     queue: consumer.queue,
     log: createLogger({ level: 'silent' }),
     stats,

@@ -3,9 +3,9 @@ import type { Redis } from '../redis/connection.ts';
 
 const DIR = new URL('./scripts/', import.meta.url);
 
-/** Number of KEYS each script takes; the file is `scripts/<name>.lua`. */
-const SCRIPTS = { publish: 4, held: 2, ensure: 1, records: 2 } as const;
-type ScriptName = keyof typeof SCRIPTS;
+/** Number of KEYS each script takes (undefined: given with each call); the file is `scripts/<name>.lua`. */
+const SCRIPTS: Record<string, number | undefined> = { publish: 4, held: undefined, ensure: 1, records: 2 };
+type ScriptName = 'publish' | 'held' | 'ensure' | 'records';
 
 const INCLUDE = /^-- @include (\S+)$/m;
 let sources: Record<ScriptName, string> | undefined;
@@ -29,7 +29,8 @@ type Arg = string | number;
 /** The state's scripts as commands of one connection; ioredis sends EVALSHA and falls back to EVAL once per connection. */
 export interface StateScripts {
   publish(keys: [string, string, string, string], args: Arg[]): Promise<unknown>;
-  held(keys: [string, string], args: [string]): Promise<[string | null, string | null, string | null]>;
+  /** Three answers per id: stored updated_at, tombstone flag, announced version (null where none). */
+  held(keys: string[], args: string[]): Promise<(string | null)[]>;
   ensure(keys: [string], args: [string]): Promise<string[]>;
   records(keys: [string, string], args: Arg[]): Promise<[string, string | null]>;
 }
@@ -41,10 +42,12 @@ export function stateScripts(redis: Redis): StateScripts {
   const r = redis as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>;
   if (!r[COMMAND('publish')]) {
     for (const [name, source] of Object.entries(load()) as [ScriptName, string][]) {
-      redis.defineCommand(COMMAND(name), { numberOfKeys: SCRIPTS[name], lua: source });
+      const numberOfKeys = SCRIPTS[name];
+      redis.defineCommand(COMMAND(name), numberOfKeys === undefined ? { lua: source } : { numberOfKeys, lua: source });
     }
   }
-  const call = (name: ScriptName) => (keys: string[], args: Arg[]) => r[COMMAND(name)]!.call(redis, ...keys, ...args);
+  const call = (name: ScriptName) => (keys: string[], args: Arg[]) =>
+    SCRIPTS[name] === undefined ? r[COMMAND(name)]!.call(redis, keys.length, ...keys, ...args) : r[COMMAND(name)]!.call(redis, ...keys, ...args);
   return {
     publish: call('publish'),
     held: call('held') as StateScripts['held'],

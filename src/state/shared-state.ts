@@ -37,6 +37,12 @@ function toMeta(flat: string[]): StateMeta | undefined {
   };
 }
 
+/** What the worker's skip rule needs of one invitation. */
+export interface Held {
+  stored: { updatedAt: number; deleted: boolean } | undefined;
+  announced: number | undefined;
+}
+
 /** Reads of the shared state (snapshot, meta, records, change stream) over one connection. */
 export class SharedState {
   private readonly scripts: StateScripts;
@@ -64,13 +70,13 @@ export class SharedState {
     return v === null ? undefined : decodeValue(invitationId, v);
   }
 
-  /** The stored version and the newest announced one of an invitation, in one round trip. */
-  async held(invitationId: string): Promise<{ stored: { updatedAt: number; deleted: boolean } | undefined; announced: number | undefined }> {
-    const [u, d, a] = await this.scripts.held([this.keys.snapshot, this.keys.announced(invitationId)], [invitationId]);
-    return {
-      stored: u === null ? undefined : { updatedAt: Number(u), deleted: d === '1' },
-      announced: a === null ? undefined : Number(a),
-    };
+  /** The stored version and the newest announced one of each invitation, in one round trip. */
+  async held(invitationIds: readonly string[]): Promise<Held[]> {
+    const flat = await this.scripts.held([this.keys.snapshot, ...invitationIds.map((id) => this.keys.announced(id))], [...invitationIds]);
+    return invitationIds.map((_, i) => {
+      const [u, d, a] = [flat[3 * i] ?? null, flat[3 * i + 1] ?? null, flat[3 * i + 2] ?? null];
+      return { stored: u === null ? undefined : { updatedAt: Number(u), deleted: d === '1' }, announced: a === null ? undefined : Number(a) };
+    });
   }
 
   /**

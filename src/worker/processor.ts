@@ -4,18 +4,18 @@ import type { BapiClient } from '../clerk/client.ts';
 import type { Logger } from '../logger.ts';
 import { syncJobSchema, type SyncJobData } from '../queue/job.ts';
 import type { InvitationState, PublishOutcome } from '../state/publisher.ts';
-import type { SharedState } from '../state/shared-state.ts';
+import type { Held } from '../state/shared-state.ts';
 import type { PipelineStats } from '../stats.ts';
 
 export interface ProcessorDeps {
   bapi: BapiClient;
-  /** Publishes a canonical state into the shared state (a PublishBatcher: concurrent jobs' states go together). */
+  /** Publishes a canonical state into the shared state (batched per turn: concurrent jobs' states go together). */
   publish(state: InvitationState): Promise<PublishOutcome>;
   /**
-   * The stored and the newest announced version of an invitation (SharedState#held); without
-   * it every job fetches.
+   * The stored and the newest announced version of an invitation (SharedState#held, batched
+   * per turn); without it every job fetches.
    */
-  held?: SharedState['held'];
+  held?: (invitationId: string) => Promise<Held>;
   /** The queue the worker consumes: a 429 pauses all of it, for every worker. */
   queue: Queue<SyncJobData>;
   log: Logger;

@@ -2,11 +2,18 @@ import { UnrecoverableError, Worker } from 'bullmq';
 import type { SyncJobData } from '../queue/job.ts';
 import { SYNC_QUEUE } from '../queue/names.ts';
 import type { MirrorKeys } from '../state/keys.ts';
+import type { InvitationState, PublishOutcome, StatePublisher } from '../state/publisher.ts';
+import type { Held, SharedState } from '../state/shared-state.ts';
+import { TurnBatcher } from '../state/turn-batcher.ts';
 import type { Redis } from '../redis/connection.ts';
 import { jitteredBackoff, type BackoffOptions } from './backoff.ts';
 import { createProcessor, type ProcessorDeps, type SyncResult } from './processor.ts';
 
-export interface SyncWorkerOptions extends ProcessorDeps {
+export interface SyncWorkerOptions extends Omit<ProcessorDeps, 'publish' | 'held'> {
+  /** Where fetched states go; the publishes of one turn's jobs share one script run. */
+  publisher: StatePublisher;
+  /** For the skip rule; the reads of one turn's jobs share one script run. */
+  state: SharedState;
   /** A connection of its own: the worker blocks on it. */
   connection: Redis;
   keys: MirrorKeys;
@@ -24,9 +31,12 @@ export interface SyncWorkerOptions extends ProcessorDeps {
 export class SyncWorker {
   readonly worker: Worker<SyncJobData, SyncResult>;
 
-  constructor({ connection, keys, rateLimit, concurrency = 8, backoff, ...deps }: SyncWorkerOptions) {
+  constructor({ connection, keys, rateLimit, concurrency = 8, backoff, publisher, state, ...deps }: SyncWorkerOptions) {
     const strategy = jitteredBackoff(backoff);
-    this.worker = new Worker<SyncJobData, SyncResult>(SYNC_QUEUE, createProcessor(deps), {
+    const publishes = new TurnBatcher<InvitationState, PublishOutcome>(async (states) => (await publisher.publish(states)).outcomes);
+    const holds = new TurnBatcher<string, Held>((ids) => state.held(ids));
+    const processor = createProcessor({ ...deps, publish: (s) => publishes.call(s), held: (id) => holds.call(id) });
+    this.worker = new Worker<SyncJobData, SyncResult>(SYNC_QUEUE, processor, {
       connection,
       prefix: keys.queuePrefix,
       concurrency,
