@@ -83,9 +83,12 @@ export class Replica {
   private pos: ReplicaPosition | undefined;
   private lastContactAt = 0;
   private closed = false;
-  /** Rejects on close, so a loop waiting for a Redis that does not answer stops at once. */
-  private readonly closing: Promise<never>;
-  private stopWaiting!: (err: Error) => void;
+  /**
+   * Called on close, so a loop waiting for a Redis that does not answer stops at once. One per
+   * pending wait, removed when it settles (racing every wait against one long-lived promise
+   * would keep each wait's answer alive until the close).
+   */
+  private readonly onClose = new Set<() => void>();
   private loop: Promise<void> | undefined;
   private applied = 0;
   private bootstraps = 0;
@@ -99,8 +102,6 @@ export class Replica {
     this.state = new SharedState(opts.redis, opts.keys);
     this.warn = throttledLog(opts.log);
     this.caughtUp = new Promise((r) => (this.resolveCaughtUp = r));
-    this.closing = new Promise<never>((_, reject) => (this.stopWaiting = reject));
-    this.closing.catch(() => {});
   }
 
   start(): void {
@@ -240,10 +241,23 @@ export class Replica {
   }
 
   /** Waits for a Redis answer (or the close) and notes that Redis answered (for `secondsBehind` while it does not). */
-  private async contact<T>(p: Promise<T>): Promise<T> {
-    const v = await Promise.race([p, this.closing]);
-    this.lastContactAt = this.o.now();
-    return v;
+  private contact<T>(p: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const stop = () => reject(new Error('replica closed'));
+      if (this.closed) return stop();
+      this.onClose.add(stop);
+      p.then(
+        (v) => {
+          this.onClose.delete(stop);
+          this.lastContactAt = this.o.now();
+          resolve(v);
+        },
+        (err: unknown) => {
+          this.onClose.delete(stop);
+          reject(err as Error);
+        },
+      );
+    });
   }
 
   /** Where the replica stands; asks Redis for the state's meta (bounded by `timeoutMs`). */
@@ -282,7 +296,8 @@ export class Replica {
   /** Stops following; the file keeps what was applied. */
   async close(): Promise<void> {
     this.closed = true;
-    this.stopWaiting(new Error('replica closed'));
+    for (const stop of this.onClose) stop();
+    this.onClose.clear();
     // Ends a pending XREAD BLOCK at once.
     this.o.blocking.disconnect();
     await this.loop?.catch(() => {});

@@ -38,8 +38,6 @@ export type InvitationState =
  */
 export type PublishOutcome = 'inserted' | 'updated' | 'unchanged' | 'stale';
 
-export const CHANGED: ReadonlySet<PublishOutcome> = new Set(['inserted', 'updated']);
-
 export interface PublishOptions {
   /** Compare only: nothing is written (reconcile --dry-run). @defaultValue false */
   dryRun?: boolean;

@@ -1,5 +1,5 @@
 import type { Redis } from '../redis/connection.ts';
-import { decodeEntry, decodeValue, rawEntry, StateFormatError, type ChangeEntry, type RawEntry, type StoredState } from './codec.ts';
+import { decodeValue, rawEntry, type RawEntry, type StoredState } from './codec.ts';
 import type { MirrorKeys } from './keys.ts';
 import { EpochChangedError, epochCandidate } from './publisher.ts';
 import { stateScripts, type StateScripts } from './scripts.ts';
@@ -108,10 +108,10 @@ export class SharedState {
   }
 
   /** The first stream entry after `streamId`, if any (for how far behind a reader is). */
-  async nextEntry(streamId: string): Promise<ChangeEntry | undefined> {
-    const rows = (await this.redis.xrange(this.keys.changes, `(${streamId}`, '+', 'COUNT', 1)) as [string, string[]][];
+  async nextEntry(streamId: string): Promise<RawEntry | undefined> {
+    const rows = (await this.redis.xrangeBuffer(this.keys.changes, `(${streamId}`, '+', 'COUNT', 1)) as [Buffer, Buffer[]][];
     const row = rows[0];
-    return row && decodeEntry(row[0], row[1]);
+    return row && rawEntry(row[0].toString('latin1'), row[1]);
   }
 
   async record<T>(name: string): Promise<T | undefined> {
@@ -149,4 +149,3 @@ export async function readChanges(redis: Redis, keys: MirrorKeys, streamId: stri
   return rows.map(([id, kv]) => rawEntry(id.toString('latin1'), kv));
 }
 
-export { StateFormatError };
