@@ -3,7 +3,7 @@
 // visible in each of four replica processes (replica.lag_ms), and what an invitation costs
 // Redis (redis.bytes_per_invitation). Baselines are bare better-sqlite3 batched upserts of the
 // same rows, measured in the same run.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -124,7 +124,13 @@ export async function timeReplica(
  * published `perEntry` at a time, applies them from the stream: the time from its start
  * until it has applied the N-th.
  */
-async function timeStreamApply(dir: string, defer: (c: () => Promise<void> | void) => void, perEntry: number, run: number): Promise<{ perS: number; startMs: number }> {
+async function timeStreamApply(
+  dir: string,
+  defer: (c: () => Promise<void> | void) => void,
+  perEntry: number,
+  run: number,
+  beforeTiming: () => void = () => {},
+): Promise<{ perS: number; startMs: number }> {
   const { url, r } = await redisWithClient(join(dir, `redis-${run}`), defer);
   const state = new SharedState(r, KEYS);
   await state.writeRecords((await state.ensure()).epoch, {}, { filled: true });
@@ -132,6 +138,7 @@ async function timeStreamApply(dir: string, defer: (c: () => Promise<void> | voi
   defer(() => void conn.sqlite.close());
   await (await timeReplica(conn, url)).close();
   await publishAll(new StatePublisher({ connection: r, keys: KEYS, retentionMs: 3_600_000 }), invitations().map((i) => present(i)), perEntry);
+  beforeTiming();
   const { steady, replica, close } = await timeReplica(conn, url, N);
   const status = await replica.status();
   await close();
@@ -141,24 +148,35 @@ async function timeStreamApply(dir: string, defer: (c: () => Promise<void> | voi
   return { perS: steady.changes / (steady.ms / 1000), startMs: steady.startMs };
 }
 
-const APPLY_ROUNDS = 3;
+const APPLY_ROUNDS = 5;
 
 export const replicaApplyBench: Benchmark = {
   name: 'replica.apply_per_s',
   run: () =>
     withResources('replica-apply', async (dir, defer) => {
       const rows = invitations().map((i) => storedStateOf(i, { source: 'webhook' }));
-      // The VM's disk and CPU speed drift within a run (checkpoints fsync behind earlier
-      // writes): baseline and ours alternate, and each round's pair gives a ratio.
+      // The VM's disk and CPU speed drift within a run, and a phase's checkpoints fsync
+      // behind the dirty pages of the phase before: every timed phase starts after a `sync`,
+      // baseline and ours alternate which goes first, and each round's pair gives a ratio.
+      // Round 0 warms V8 up (a replica that has run for a while has its decode and write
+      // paths optimised; the bare loop is optimised almost at once) and is not counted.
       const rounds: { baseline: number; ours: number; startMs: number }[] = [];
-      for (let i = 0; i < APPLY_ROUNDS; i++) {
-        const baselineMs = bareUpserts(join(dir, `bare-${i}.db`), rows);
+      for (let i = 0; i <= APPLY_ROUNDS; i++) {
+        const bare = () => {
+          execFileSync('sync');
+          return N / (bareUpserts(join(dir, `bare-${i}.db`), rows) / 1000);
+        };
         // Entries as a backfill page or a busy worker turn publishes them.
-        const ours = await timeStreamApply(dir, defer, 500, i);
-        rounds.push({ baseline: N / (baselineMs / 1000), ours: ours.perS, startMs: ours.startMs });
+        const ours = () => timeStreamApply(dir, defer, 500, i, () => execFileSync('sync'));
+        const baselineFirst = i % 2 === 0;
+        const b1 = baselineFirst ? bare() : undefined;
+        const o = await ours();
+        const baseline = b1 ?? bare();
+        if (i > 0) rounds.push({ baseline, ours: o.perS, startMs: o.startMs });
       }
       // One change per entry: a quiet worker publishing one invitation at a time.
-      const single = await timeStreamApply(dir, defer, 1, APPLY_ROUNDS);
+      const single = await timeStreamApply(dir, defer, 1, APPLY_ROUNDS + 1, () => execFileSync('sync'));
+      execFileSync('sync');
       const singleBaseline = N / (bareUpserts(join(dir, 'bare-single.db'), rows) / 1000);
       const ratios = rounds.map((r) => r.ours / r.baseline);
       const mid = rounds[ratios.indexOf(median(ratios))]!;

@@ -120,7 +120,7 @@ export class ReplicaWriter {
   /** `apply` for states already turned into rows (rowOf). */
   applyRows(rows: readonly StateRow[], to?: ReplicaPosition): void {
     this.transaction(() => {
-      for (const r of rows) this.upsert.run(r);
+      for (const r of rows) this.upsert.run(...r);
       if (to) this.moveTo(to);
     });
   }
