@@ -107,8 +107,14 @@ describe('createMirror().getOrganizationInvitationList', () => {
     expect(two.totalCount).toBe(invs.filter((i) => i.status === 'accepted' || i.status === 'revoked').length);
   });
 
+  it("reads a falsy parameter as the SDK does: not sent, so BAPI's default applies", async () => {
+    const defaults = await mirror.getOrganizationInvitationList({ organizationId: ORG });
+    expect(defaults.data).toHaveLength(10);
+    expect(await mirror.getOrganizationInvitationList({ organizationId: ORG, limit: 0, orderBy: '', offset: 0 })).toStrictEqual(defaults);
+    expect(await mirror.getOrganizationInvitationList({ organizationId: ORG, limit: Number.NaN })).toStrictEqual(defaults);
+  });
+
   it.each([
-    [{ limit: 0 }, 'limit'],
     [{ limit: 501 }, 'limit'],
     [{ limit: 2.5 }, 'limit'],
     [{ offset: -1 }, 'offset'],

@@ -142,28 +142,30 @@ describe('read API: auth', () => {
     expect((await get(path(), null, { authorization: `bearer  ${API_KEY}` })).status).toBe(200);
   });
 
+  const MALFORMED = 'authorization_header_format_invalid';
+  const WRONG = 'clerk_key_invalid';
   it.each([
-    ['no header', null, {}],
-    ['a wrong token', 'x'.repeat(API_KEY.length), {}],
-    ['a near miss', `${API_KEY.slice(0, -1)}g`, {}],
-    ['a prefix of the key', API_KEY.slice(0, 10), {}],
-    ['the key plus a character', `${API_KEY}x`, {}],
-    ['the key as Basic password', null, { authorization: `Basic ${Buffer.from(`u:${API_KEY}`).toString('base64')}` }],
-    ['another scheme', null, { authorization: `Token ${API_KEY}` }],
-  ])('refuses %s with 401 and Clerk error JSON', async (_name, token, headers) => {
+    ['no header', null, {}, MALFORMED],
+    ['a wrong token', 'x'.repeat(API_KEY.length), {}, WRONG],
+    ['a near miss', `${API_KEY.slice(0, -1)}g`, {}, WRONG],
+    ['a prefix of the key', API_KEY.slice(0, 10), {}, WRONG],
+    ['the key plus a character', `${API_KEY}x`, {}, WRONG],
+    ['the key as Basic password', null, { authorization: `Basic ${Buffer.from(`u:${API_KEY}`).toString('base64')}` }, MALFORMED],
+    ['another scheme', null, { authorization: `Token ${API_KEY}` }, MALFORMED],
+  ])('refuses %s with 401 and Clerk error JSON', async (_name, token, headers, code) => {
     const res = await get(path(), token, headers);
     expect(res.status).toBe(401);
     expect(res.headers.get('www-authenticate')).toBe('Bearer');
     const body = (await res.json()) as { errors: { code: string }[] };
-    expect(body.errors[0]?.code).toBe('authorization_invalid');
+    expect(body.errors[0]?.code).toBe(code);
   });
 
-  it('asks for a credential on unknown /v1 paths too, then answers 404', async () => {
+  it('asks for a credential on unknown /v1 paths too, then answers 501 not_mirrored', async () => {
     expect((await get('/v1/users', null)).status).toBe(401);
     // Even for URLs the router itself refuses.
     expect((await get('/v1/organizations/org_x/invitations/%zz', null)).status).toBe(401);
     expect((await get(`/v1/organizations/org_x/invitations/orginv_${'c'.repeat(5000)}`, null)).status).toBe(401);
-    expect((await get('/v1/users')).status).toBe(404);
+    expect((await get('/v1/users')).status).toBe(501);
   });
 
   it('leaves the webhook route, /healthz and /readyz open; /readyz waits for a filled shared state', async () => {

@@ -63,11 +63,11 @@ describe('simulated BAPI through @clerk/backend', () => {
     }
   });
 
-  it('refuses a wrong key with 401 authorization_invalid', async () => {
+  it('refuses a wrong key with 401 clerk_key_invalid', async () => {
     const wrong = createClerkClient({ secretKey: 'sk_test_wrong', apiUrl: sim.url });
     const err = await clerkError(() => wrong.organizations.getOrganizationInvitation({ organizationId: orgId, invitationId: created[0]! }));
     expect(err.status).toBe(401);
-    expect(err.errors[0]?.code).toBe('authorization_invalid');
+    expect(err.errors[0]?.code).toBe('clerk_key_invalid');
   });
 
   it('lists 10 per page, newest first, by default', async () => {

@@ -47,7 +47,7 @@ export async function buildApp({ log, stats, receiver, readiness, api, metrics, 
     // answers as any other: under /v1 the credential first, then Clerk's 404 JSON.
     frameworkErrors: (err, req, reply) => {
       if (v1Auth && req.url.startsWith('/v1/')) {
-        if (!v1Auth.check(req)) return v1Auth.refuse(reply as FastifyReply);
+        if (!v1Auth.check(req)) return v1Auth.refuse(req, reply as FastifyReply);
         return sendJson(reply as FastifyReply, 404, notFoundBody());
       }
       return sendJson(reply as FastifyReply, err.statusCode ?? 400, { error: err.code, message: err.message });

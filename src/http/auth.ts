@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { unauthorizedBody } from '../clerk/errors.ts';
+import { authorizationHeaderInvalidBody, secretKeyInvalidBody } from '../clerk/errors.ts';
 import { sendJson } from './json-reply.ts';
 
 /** What `readApiKeys` reads from the configuration (a `Config` fits). */
@@ -54,17 +54,22 @@ export interface BearerAuthOptions {
   basicRealm?: string;
 }
 
+/** What a request's credential is: one of the keys, not `Bearer <token>` at all, or a token that is no key. */
+export type CredentialVerdict = 'accepted' | 'malformed' | 'refused';
+
 /**
  * A Fastify `onRequest` hook (callback style: no promise per request on the read path) that
  * lets a request through only with `Authorization: Bearer <one of keys>`, and otherwise
- * answers 401 with Clerk's error JSON. `check` answers the same question without replying.
+ * answers 401 with Clerk's error JSON: `authorization_header_format_invalid` when the header
+ * is missing or not a bearer, `clerk_key_invalid` for a token that is not a key, as BAPI does.
+ * `check` answers the same question without replying.
  */
 export interface BearerAuthHook {
   (req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void;
   /** True when the request carries one of the keys (a Fastify or a bare node:http request). */
   check(req: { headers: IncomingHttpHeaders }): boolean;
-  /** Sends the 401 (with its `WWW-Authenticate` challenge). */
-  refuse(reply: FastifyReply): FastifyReply;
+  /** Sends the 401 for `req`'s credential (with its `WWW-Authenticate` challenge). */
+  refuse(req: { headers: IncomingHttpHeaders }, reply: FastifyReply): FastifyReply;
 }
 
 /**
@@ -78,19 +83,21 @@ export function bearerAuth(keys: readonly string[], { basicRealm }: BearerAuthOp
   const digests = keys.filter((k) => typeof k === 'string' && k.length > 0).map(digest);
   if (digests.length === 0) throw new Error(NO_CREDENTIAL_MESSAGE);
   const challenge = basicRealm === undefined ? 'Bearer' : `Basic realm="${basicRealm}", charset="UTF-8"`;
-  const check = (req: { headers: IncomingHttpHeaders }): boolean => {
+  const verdict = (req: { headers: IncomingHttpHeaders }): CredentialVerdict => {
     const header = req.headers.authorization;
     const token = bearerToken(header) ?? (basicRealm === undefined ? undefined : basicPassword(header));
-    if (token === undefined) return false;
+    if (token === undefined) return 'malformed';
     const presented = digest(token);
     let ok = false;
     for (const d of digests) ok = timingSafeEqual(presented, d) || ok;
-    return ok;
+    return ok ? 'accepted' : 'refused';
   };
-  const refuse = (reply: FastifyReply) => sendJson(reply.header('www-authenticate', challenge), 401, unauthorizedBody());
+  const send = (v: CredentialVerdict, reply: FastifyReply) =>
+    sendJson(reply.header('www-authenticate', challenge), 401, v === 'malformed' ? authorizationHeaderInvalidBody() : secretKeyInvalidBody());
   const hook = (req: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
-    if (check(req)) done();
-    else refuse(reply);
+    const v = verdict(req);
+    if (v === 'accepted') done();
+    else send(v, reply);
   };
-  return Object.assign(hook, { check, refuse });
+  return Object.assign(hook, { check: (req: { headers: IncomingHttpHeaders }) => verdict(req) === 'accepted', refuse: (req: { headers: IncomingHttpHeaders }, reply: FastifyReply) => send(verdict(req), reply) });
 }

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import type { FastifyServerFactory } from 'fastify';
+import { apiVersionProblem } from '../clerk/errors.ts';
 import type { MirrorReader } from '../mirror/lookup.ts';
 import type { BearerAuthHook } from './auth.ts';
 import { JSON_CONTENT_TYPE } from './json-reply.ts';
@@ -21,18 +22,25 @@ const PATH = /^\/v1\/organizations\/([^/?#]+)\/invitations\/([^/?#]+)$/;
  * The single-invitation read, other services' hottest call, answered before Fastify's
  * routing, hooks and reply pipeline (about 40% of a request's CPU in bench/profile-read.ts).
  * It takes only the plain success: a GET of exactly that path (no query, ids of Clerk's
- * shape, so no decoding can differ), the bearer accepted, a live row of that organization.
- * Everything else (401, 404, 422, HEAD, odd URLs, shutdown, a failing lookup) falls through
+ * shape, so no decoding can differ), the bearer accepted, a well-formed or absent
+ * `Clerk-API-Version`, a live row of that organization. Everything else (400, 401, 404, 422, HEAD, odd URLs, shutdown, a failing lookup) falls through
  * to the Fastify route, which stays the one definition of those answers;
  * test/fast-read.test.ts checks that both paths send the same status, headers and bytes.
  */
 export function fastInvitationRead({ reader, auth, isClosing }: FastInvitationReadOptions): FastHandler {
+  let lastGoodVersion: string | undefined;
   return (req, res) => {
     if (req.method !== 'GET' || isClosing()) return false;
     const m = PATH.exec(req.url ?? '');
     if (!m) return false;
     const [, organizationId, invitationId] = m as unknown as [string, string, string];
     if (!ORGANIZATION_ID.test(organizationId) || !INVITATION_ID.test(invitationId) || !auth.check(req)) return false;
+    const version = req.headers['clerk-api-version'];
+    if (version !== undefined && version !== lastGoodVersion) {
+      if (apiVersionProblem(version) !== undefined) return false;
+      // Every SDK request carries the same version: check it once.
+      lastGoodVersion = version as string;
+    }
     let raw: string | undefined;
     try {
       raw = reader.findRaw(organizationId, invitationId);

@@ -1,68 +1,90 @@
 import { INVITATION_STATUSES, type InvitationStatus } from '../clerk/types.ts';
-import { invalidParamBody } from '../clerk/errors.ts';
+import { paramDuplicateBody, paramTypeInvalidBody, paramValueInvalidBody } from '../clerk/errors.ts';
 import type { ClerkErrorJSON } from '../clerk/types.ts';
 
 export const LIST_LIMIT = { min: 1, max: 500, default: 10 } as const;
 export const ORDER_FIELDS = ['created_at', 'email_address'] as const;
+const ORDER_BY = new RegExp(`^([+-]?)(${ORDER_FIELDS.join('|')})$`);
 
 export interface ListQuery {
   organizationId: string;
   statuses: InvitationStatus[];
+  /** Exact addresses, lowercased (Clerk stores invitation addresses lowercased); empty: any. */
+  emailAddresses: string[];
   limit: number;
   offset: number;
   orderBy: { column: (typeof ORDER_FIELDS)[number]; direction: 'asc' | 'desc' };
 }
 
-/** A list parameter BAPI would answer 422 for. */
+/** A list parameter BAPI would answer 422 for, with the body BAPI sends. */
 export class InvalidListParamError extends Error {
   constructor(
     readonly paramName: string,
-    message: string,
+    readonly body: ClerkErrorJSON,
   ) {
-    super(message);
+    super(body.errors[0]?.long_message ?? `invalid ${paramName}`);
   }
   toClerkJSON(): ClerkErrorJSON {
-    return invalidParamBody(this.paramName, this.message);
+    return this.body;
   }
 }
 
-export interface RawListParams {
-  organizationId: string;
-  status?: string | readonly string[] | undefined;
-  limit?: number | string | undefined;
-  offset?: number | string | undefined;
-  orderBy?: string | undefined;
+const snake = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/**
+ * The query string `@clerk/backend` sends for `params`, built as its request layer builds it:
+ * keys snake_cased, a falsy value (`limit: 0`, `orderBy: ''`, `NaN`) not sent at all, arrays
+ * repeated. The library parses that, so a call answers what the same call to BAPI would.
+ */
+export function sdkQuery(params: { organizationId: string }): URLSearchParams {
+  const q = new URLSearchParams();
+  for (const [key, value] of Object.entries(params) as [string, unknown][]) {
+    if (!value || key === 'organizationId') continue;
+    for (const v of [value].flat()) q.append(snake(key), String(v));
+  }
+  return q;
 }
 
-/** Applies BAPI's defaults and bounds for the per-organization invitation list. */
-export function parseListParams(p: RawListParams): ListQuery {
-  const statuses = p.status === undefined ? [] : [p.status].flat();
+/**
+ * BAPI's per-organization invitation list parameters, with its defaults and its refusals:
+ * `status` and `email_address` may repeat (`status` also comma-separated), the others may not.
+ */
+export function parseListQuery(organizationId: string, q: URLSearchParams): ListQuery {
+  const statuses = q.getAll('status').flatMap((s) => s.split(','));
   for (const s of statuses) {
-    if (!(INVITATION_STATUSES as readonly string[]).includes(s)) {
-      throw new InvalidListParamError('status', `status must be one of ${INVITATION_STATUSES.join(', ')}`);
-    }
+    if (!(INVITATION_STATUSES as readonly string[]).includes(s)) throw new InvalidListParamError('status', paramValueInvalidBody('status', s));
   }
-  const limit = integerParam('limit', p.limit, LIST_LIMIT.default, LIST_LIMIT.min, LIST_LIMIT.max);
-  const offset = integerParam('offset', p.offset, 0, 0, Number.MAX_SAFE_INTEGER);
-  const order = p.orderBy ?? '-created_at';
-  const match = /^([+-]?)(created_at|email_address)$/.exec(order);
-  if (!match) {
-    throw new InvalidListParamError('order_by', 'order_by must be created_at or email_address, optionally prefixed with + or -');
-  }
+  const emailAddresses = [...new Set(q.getAll('email_address').filter((e) => e !== '').map((e) => e.toLowerCase()))];
+  const limit = integerParam(q, 'limit', LIST_LIMIT.default, LIST_LIMIT.min, LIST_LIMIT.max);
+  const offset = integerParam(q, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
+  const order = once(q, 'order_by') || '-created_at';
+  const match = ORDER_BY.exec(order);
+  if (!match) throw new InvalidListParamError('order_by', paramValueInvalidBody('order_by', order));
   return {
-    organizationId: p.organizationId,
-    statuses: statuses as InvitationStatus[],
+    organizationId,
+    statuses: [...new Set(statuses)] as InvitationStatus[],
+    emailAddresses,
     limit,
     offset,
     orderBy: { column: match[2] as ListQuery['orderBy']['column'], direction: match[1] === '-' ? 'desc' : 'asc' },
   };
 }
 
-function integerParam(name: string, value: number | string | undefined, fallback: number, min: number, max: number): number {
+function once(q: URLSearchParams, name: string): string | undefined {
+  const all = q.getAll(name);
+  if (all.length > 1) throw new InvalidListParamError(name, paramDuplicateBody(name));
+  return all[0];
+}
+
+/**
+ * An integer parameter. Out of range (`limit` 0 or above 500 sent by hand) answers 422 as
+ * before; whether BAPI answers 422 or its default page there is unconfirmed (README).
+ */
+function integerParam(q: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
+  const value = once(q, name);
   if (value === undefined || value === '') return fallback;
-  const n = typeof value === 'number' ? value : /^\d+$/.test(value) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new InvalidListParamError(name, `${name} must be an integer between ${min} and ${max}`);
-  }
+  if (!/^\d+$/.test(value)) throw new InvalidListParamError(name, paramTypeInvalidBody(name, 'integer'));
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new InvalidListParamError(name, paramValueInvalidBody(name, value));
   return n;
 }

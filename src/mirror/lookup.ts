@@ -1,6 +1,8 @@
 import type Database from 'better-sqlite3';
+import { and, asc, count, desc, eq, inArray, isNotNull, isNull, sql } from 'drizzle-orm';
 import type { MirrorConnection } from './open.ts';
 import type { ListQuery } from './list-params.ts';
+import { organizationInvitations as inv } from './schema.ts';
 
 interface InvitationHit {
   organization_id: string;
@@ -14,7 +16,7 @@ interface InvitationHit {
  */
 export class MirrorReader {
   private readonly byId: Database.Statement<[string], InvitationHit>;
-  private readonly listCache = new Map<string, { page: Database.Statement; count: Database.Statement }>();
+  private readonly listCache = new Map<string, ListStatements>();
 
   constructor(private readonly conn: MirrorConnection) {
     this.byId = conn.sqlite.prepare('SELECT organization_id, raw, deleted_at FROM organization_invitations WHERE id = ?');
@@ -38,28 +40,41 @@ export class MirrorReader {
   /** One page of live invitations of an organization, and how many match in all. */
   listRaw(q: ListQuery): { rows: string[]; totalCount: number } {
     const { page, count } = this.listStatements(q);
-    const args = [q.organizationId, ...q.statuses];
-    const rows = (page.pluck().all(...args, q.limit, q.offset) as string[]);
-    const totalCount = count.pluck().get(...args) as number;
-    return { rows, totalCount };
+    const values: Record<string, unknown> = { organizationId: q.organizationId, limit: q.limit, offset: q.offset };
+    q.statuses.forEach((s, i) => (values[`s${i}`] = s));
+    q.emailAddresses.forEach((e, i) => (values[`e${i}`] = e));
+    const rows = page.all(values).map((r) => r.raw!);
+    return { rows, totalCount: count.get(values)?.n ?? 0 };
   }
 
-  private listStatements(q: ListQuery) {
+  private listStatements(q: ListQuery): ListStatements {
     // Statements depend only on the shape of the query; a handful of shapes cover all calls.
-    const key = `${q.statuses.length}:${q.orderBy.column}:${q.orderBy.direction}`;
+    const key = `${q.statuses.length}:${q.emailAddresses.length}:${q.orderBy.column}:${q.orderBy.direction}`;
     let s = this.listCache.get(key);
     if (!s) {
-      const statusFilter = q.statuses.length ? ` AND status IN (${q.statuses.map(() => '?').join(', ')})` : '';
-      const where = `WHERE organization_id = ? AND deleted_at IS NULL AND raw IS NOT NULL${statusFilter}`;
-      const dir = q.orderBy.direction === 'desc' ? 'DESC' : 'ASC';
-      s = {
-        page: this.conn.sqlite.prepare(
-          `SELECT raw FROM organization_invitations ${where} ORDER BY ${q.orderBy.column} ${dir}, id ${dir} LIMIT ? OFFSET ?`,
-        ),
-        count: this.conn.sqlite.prepare(`SELECT count(*) FROM organization_invitations ${where}`),
-      };
+      s = this.buildList(q);
       this.listCache.set(key, s);
     }
     return s;
   }
+
+  private buildList(q: ListQuery) {
+    const db = this.conn.db;
+    const where = and(
+      eq(inv.organizationId, sql.placeholder('organizationId')),
+      isNull(inv.deletedAt),
+      isNotNull(inv.raw),
+      q.statuses.length ? inArray(inv.status, q.statuses.map((_, i) => sql.placeholder(`s${i}`))) : undefined,
+      // The (organization_id, email_address) index answers it; Clerk stores addresses lowercased.
+      q.emailAddresses.length ? inArray(inv.emailAddress, q.emailAddresses.map((_, i) => sql.placeholder(`e${i}`))) : undefined,
+    );
+    const by = q.orderBy.direction === 'desc' ? desc : asc;
+    const column = q.orderBy.column === 'created_at' ? inv.createdAt : inv.emailAddress;
+    return {
+      page: db.select({ raw: inv.raw }).from(inv).where(where).orderBy(by(column), by(inv.id)).limit(sql.placeholder('limit')).offset(sql.placeholder('offset')).prepare(),
+      count: db.select({ n: count() }).from(inv).where(where).prepare(),
+    };
+  }
 }
+
+type ListStatements = ReturnType<MirrorReader['buildList']>;

@@ -2,7 +2,7 @@ import type { OrganizationInvitation } from '@clerk/backend';
 import type { InvitationStatus } from '../clerk/types.ts';
 import { notFoundBody, toClerkAPIResponseError } from '../clerk/errors.ts';
 import { toSdkInvitation } from './invitation.ts';
-import { InvalidListParamError, parseListParams } from './list-params.ts';
+import { InvalidListParamError, parseListQuery, sdkQuery } from './list-params.ts';
 import { MirrorReader } from './lookup.ts';
 import { isMigrated, migrateMirror } from './migrate.ts';
 import { openMirrorDb, type MirrorConnection } from './open.ts';
@@ -26,11 +26,18 @@ export interface GetOrganizationInvitationParams {
   invitationId: string;
 }
 
+/**
+ * `getOrganizationInvitationList`'s parameters, taken as `@clerk/backend` takes them: a falsy
+ * value (`limit: 0`, `orderBy: ''`) means BAPI's default, other keys are sent snake_cased.
+ */
 export interface GetOrganizationInvitationListParams {
   organizationId: string;
   status?: InvitationStatus[] | InvitationStatus;
+  /** Exact addresses (BAPI's `email_address`; the SDK forwards it). */
+  emailAddress?: string | string[];
   limit?: number;
   offset?: number;
+  /** `created_at` or `email_address`, `+`/`-` prefix. @defaultValue `-created_at` */
   orderBy?: string;
 }
 
@@ -86,7 +93,7 @@ export function mirrorOver(conn: MirrorConnection, close: () => void = () => {})
       requireId(params.organizationId);
       let query;
       try {
-        query = parseListParams(params);
+        query = parseListQuery(params.organizationId, sdkQuery(params));
       } catch (err) {
         if (err instanceof InvalidListParamError) throw toClerkAPIResponseError(422, err.toClerkJSON());
         throw err;

@@ -1,4 +1,12 @@
-import { invalidParamBody, notFoundBody, unauthorizedBody } from '../clerk/errors.ts';
+import {
+  authorizationHeaderInvalidBody,
+  notFoundBody,
+  organizationNotFoundBody,
+  paramDuplicateBody,
+  paramTypeInvalidBody,
+  paramValueInvalidBody,
+  secretKeyInvalidBody,
+} from '../clerk/errors.ts';
 import type { ClerkErrorJSON } from '../clerk/types.ts';
 
 /**
@@ -15,9 +23,17 @@ export class SimulatorError extends Error {
 }
 
 export const notFound = (): SimulatorError => new SimulatorError(404, notFoundBody());
-export const unauthorized = (): SimulatorError => new SimulatorError(401, unauthorizedBody());
+export const organizationNotFound = (): SimulatorError => new SimulatorError(404, organizationNotFoundBody());
+/** BAPI's 401s: no or malformed `Authorization` header, or a bearer that is not the instance's key. */
+export const unauthorized = (header: string | undefined): SimulatorError =>
+  new SimulatorError(401, header === undefined || !/^Bearer \S+$/.test(header) ? authorizationHeaderInvalidBody() : secretKeyInvalidBody());
+/** A refused value in the simulator's own words (request bodies, the control API). */
 export const invalidParam = (name: string, longMessage: string): SimulatorError =>
-  new SimulatorError(422, invalidParamBody(name, longMessage));
+  new SimulatorError(422, { errors: [{ code: 'form_param_value_invalid', message: 'is invalid', long_message: longMessage, meta: { param_name: name } }] });
+/** A query parameter value BAPI does not allow, in the catalogue's words. */
+export const paramValueInvalid = (name: string, value: string): SimulatorError => new SimulatorError(422, paramValueInvalidBody(name, value));
+export const invalidParamType = (name: string, type: string): SimulatorError => new SimulatorError(422, paramTypeInvalidBody(name, type));
+export const duplicateParam = (name: string): SimulatorError => new SimulatorError(422, paramDuplicateBody(name));
 
 export function badRequest(code: string, message: string, longMessage: string): SimulatorError {
   return new SimulatorError(400, { errors: [{ code, message, long_message: longMessage }] });

@@ -1,5 +1,5 @@
 import { INVITATION_STATUSES } from '../clerk/types.ts';
-import { invalidParam } from './errors.ts';
+import { duplicateParam, invalidParamType, paramValueInvalid } from './errors.ts';
 
 /**
  * BAPI's list parameters, parsed independently of the mirror's own parser on purpose: the
@@ -20,11 +20,9 @@ export interface ListParams {
 export function parseListParams(q: URLSearchParams, orderFields: readonly string[]): ListParams {
   const limit = integer(q, 'limit', 10, 1, 500);
   const offset = integer(q, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
-  const raw = single(q, 'order_by') ?? '-created_at';
+  const raw = single(q, 'order_by') || '-created_at';
   const match = /^([+-]?)(.+)$/.exec(raw);
-  if (!match || !orderFields.includes(match[2]!)) {
-    throw invalidParam('order_by', `order_by must be one of ${orderFields.join(', ')}, optionally prefixed with + or -`);
-  }
+  if (!match || !orderFields.includes(match[2]!)) throw paramValueInvalid('order_by', raw);
   return { limit, offset, orderBy: { field: match[2]!, direction: match[1] === '-' ? -1 : 1 } };
 }
 
@@ -33,9 +31,7 @@ export function parseStatuses(q: URLSearchParams): Set<string> | undefined {
   const values = q.getAll('status').flatMap((v) => v.split(','));
   if (values.length === 0) return undefined;
   for (const v of values) {
-    if (!(INVITATION_STATUSES as readonly string[]).includes(v)) {
-      throw invalidParam('status', `status must be one of ${INVITATION_STATUSES.join(', ')}`);
-    }
+    if (!(INVITATION_STATUSES as readonly string[]).includes(v)) throw paramValueInvalid('status', v);
   }
   return new Set(values);
 }
@@ -61,16 +57,16 @@ function compare(x: unknown, y: unknown): number {
 
 export function single(q: URLSearchParams, name: string): string | undefined {
   const all = q.getAll(name);
-  if (all.length > 1) throw invalidParam(name, `${name} may be given only once`);
+  if (all.length > 1) throw duplicateParam(name);
   return all[0];
 }
 
 function integer(q: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
   const raw = single(q, name);
   if (raw === undefined || raw === '') return fallback;
-  const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw invalidParam(name, `${name} must be an integer between ${min} and ${max}`);
-  }
+  if (!/^\d+$/.test(raw)) throw invalidParamType(name, 'integer');
+  const n = Number(raw);
+  // Above 500 for `limit`: whether BAPI refuses or answers its default page is unconfirmed.
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw paramValueInvalid(name, raw);
   return n;
 }

@@ -1,4 +1,4 @@
-import { notFound } from './errors.ts';
+import { notFound, organizationNotFound } from './errors.ts';
 import { bodyObject, ok, optionalNumber, optionalObject, optionalString, requiredString, type RouteTable } from './http.ts';
 import { paginate, parseListParams, parseStatuses, single } from './query.ts';
 import type { SimulatorStore } from './store.ts';
@@ -14,24 +14,30 @@ const INVITATION_ORDER = ['created_at', 'email_address'] as const;
 
 /** The invitation, when it exists in that organization (another organization's id is a 404, as in BAPI). */
 function invitationIn(store: SimulatorStore, organizationId: string, invitationId: string) {
+  if (!store.getOrganization(organizationId)) throw organizationNotFound();
   const inv = store.getInvitation(invitationId);
-  if (!inv || inv.organization_id !== organizationId || !store.getOrganization(organizationId)) throw notFound();
+  if (!inv || inv.organization_id !== organizationId) throw notFound();
   return inv;
+}
+
+function invitationList(store: SimulatorStore, organizationId: string, query: URLSearchParams, statuses: Set<string> | undefined) {
+  const list = parseListParams(query, INVITATION_ORDER);
+  const emails = new Set(query.getAll('email_address').filter((e) => e !== '').map((e) => e.toLowerCase()));
+  const all = store.invitationsOf(organizationId);
+  if (!all) throw organizationNotFound();
+  const items = all.filter((inv) => (!statuses || statuses.has(inv.status)) && (emails.size === 0 || emails.has(inv.email_address)));
+  return ok(paginate(items, list));
 }
 
 /** Clerk's Backend API for organization invitations, as far as the mirror uses it. */
 export const bapiRoutes: RouteTable<BapiContext> = {
+  // Deprecated, still served: the pending list, paginated as the list is. Before the single
+  // GET, whose `:invitation_id` would take "pending" (routes match in table order).
+  'GET /v1/organizations/:organization_id/invitations/pending': ({ store, params, query }) => invitationList(store, params.organization_id!, query, new Set(['pending'])),
+
   [GET_INVITATION]: ({ store, params }) => ok(invitationIn(store, params.organization_id!, params.invitation_id!)),
 
-  'GET /v1/organizations/:organization_id/invitations': ({ store, params, query }) => {
-    const list = parseListParams(query, INVITATION_ORDER);
-    const statuses = parseStatuses(query);
-    const emails = new Set(query.getAll('email_address').map((e) => e.toLowerCase()));
-    const all = store.invitationsOf(params.organization_id!);
-    if (!all) throw notFound();
-    const items = all.filter((inv) => (!statuses || statuses.has(inv.status)) && (emails.size === 0 || emails.has(inv.email_address)));
-    return ok(paginate(items, list));
-  },
+  'GET /v1/organizations/:organization_id/invitations': ({ store, params, query }) => invitationList(store, params.organization_id!, query, parseStatuses(query)),
 
   'POST /v1/organizations/:organization_id/invitations': ({ store, params, body }) => {
     const b = bodyObject(body);

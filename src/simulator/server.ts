@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WebhookDelivery, type DeliveryOptions } from './delivery.ts';
+import { apiVersionInvalidBody } from '../clerk/errors.ts';
 import { notFound, serverErrorBody, tooManyRequests, unauthorized } from './errors.ts';
 import { FaultInjector, type FaultOptions } from './faults.ts';
 import { Router, errorReply, readJson, send, toReply, type Reply } from './http.ts';
@@ -96,7 +97,8 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
   const controlContext: ControlContext = { store, faults, limiter, delivery, stats, resetStats };
 
   async function answerBapi(req: IncomingMessage, url: URL, match: ReturnType<typeof bapi.match>): Promise<Reply> {
-    if (req.headers.authorization !== expectedAuth) return toReply(unauthorized());
+    if (req.headers.authorization !== expectedAuth) return toReply(unauthorized(req.headers.authorization));
+    if (!validApiVersion(req.headers['clerk-api-version'])) return errorReply(400, apiVersionInvalidBody('expected a date in the form YYYY-MM-DD'));
     // Clerk's limit is per instance, so only authenticated requests count against it.
     const now = store.now();
     const burstUntil = faults.inBurst(now);
@@ -139,7 +141,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
   async function handleControl(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     let reply: Reply;
     try {
-      if (req.headers.authorization !== expectedAuth) throw unauthorized();
+      if (req.headers.authorization !== expectedAuth) throw unauthorized(req.headers.authorization);
       const match = control.match(req.method ?? 'GET', url.pathname);
       if (!match) throw notFound();
       const body = req.method === 'GET' ? undefined : await readJson(req);
@@ -185,4 +187,12 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
       await Promise.all([stopped, delivery.close()]);
     },
   };
+}
+
+/** BAPI's versions are dates; an absent header means the instance's default. */
+function validApiVersion(v: string | string[] | undefined): boolean {
+  if (v === undefined) return true;
+  if (typeof v !== 'string' || !/^\d{4}-\d{2}-\d{2}$/.test(v)) return false;
+  const d = new Date(`${v}T00:00:00Z`);
+  return !Number.isNaN(d.getTime()) && d.toISOString().startsWith(v);
 }
