@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { BapiClient } from '../src/clerk/client.ts';
-import type { SyncJobData } from '../src/queue/job.ts';
+import type { InvitationJobData, SyncJobData } from '../src/queue/job.ts';
 import { syncJobOptions } from '../src/queue/sync-queue.ts';
 import { SYNC_JOB_NAME, SYNC_QUEUE } from '../src/queue/names.ts';
 import { mirrorKeys } from '../src/state/keys.ts';
@@ -95,7 +95,7 @@ export const e2eEventsBench: Benchmark = {
       const bapi = new BapiClient({ apiUrl: backend.simUrl, secretKey: backend.secretKey });
       let floorDone = 0;
       const t2 = performance.now();
-      const floorWorker = new Worker<SyncJobData>(
+      const floorWorker = new Worker<InvitationJobData>(
         'bench-floor',
         async ({ data }) => {
           const got = await bapi.getOrganizationInvitation(data.organizationId, data.invitationId);

@@ -108,7 +108,7 @@ describe('sync pipeline', () => {
     await settle(h);
     const lookup = mirrorOver(h.service.mirror!);
     expect((await lookup.getOrganizationInvitation({ organizationId: org.id, invitationId: inv.id })).id).toBe(inv.id);
-    h.sim.store.deleteOrganization(org.id);
+    h.sim.store.deleteOrganization(org.id, { webhook: false });
     const s = signed({ type: 'organizationInvitation.revoked', object: 'event', data: { ...inv, status: 'revoked', updated_at: inv.updated_at + 1 } });
     expect((await fetch(h.webhookUrl, { method: 'POST', headers: s.headers, body: s.body })).status).toBe(200);
     await settle(h);

@@ -119,7 +119,7 @@ describe('simulator store and webhooks', () => {
     expect(sim.delivery.stats().pending).toBe(0);
   });
 
-  it('makes a deleted organization and its invitations 404, without webhooks', async () => {
+  it('makes a deleted organization and its invitations 404, with organization.deleted and no invitation webhook', async () => {
     const org = sim.store.createOrganization().id;
     const inv = sim.store.createInvitation(org, { emailAddress: 'gone@example.com' });
     await sim.delivery.idle();
@@ -136,11 +136,23 @@ describe('simulator store and webhooks', () => {
         (e: unknown) => e,
       );
       expect(isClerkAPIResponseError(err) && err.status).toBe(404);
+      // BAPI's own words for a missing organization.
+      expect(isClerkAPIResponseError(err) && err.errors[0]?.longMessage).toBe('Given organization not found.');
     }
     expect(sim.store.truth().some((i) => i.id === inv.id)).toBe(false);
     const res = await fetch(`${sim.url}/v1/organization_invitations?limit=500`, { headers: { authorization: `Bearer ${secretKey}` } });
     const list = (await res.json()) as { data: { id: string }[] };
     expect(list.data.some((i) => i.id === inv.id)).toBe(false);
+    await sim.delivery.idle();
+    expect(hook.received.map((r) => JSON.parse(r.body) as { type: string; data: unknown })).toStrictEqual([
+      expect.objectContaining({ type: 'organization.deleted', data: { object: 'organization', id: org, deleted: true } }),
+    ]);
+    // A lost webhook, for scenarios that need one.
+    hook.received.length = 0;
+    const other = sim.store.createOrganization().id;
+    await sim.delivery.idle();
+    hook.received.length = 0;
+    sim.store.deleteOrganization(other, { webhook: false });
     await sim.delivery.idle();
     expect(hook.received).toHaveLength(0);
   });

@@ -1,7 +1,7 @@
 import { afterAll, expect, it } from 'vitest';
 import { BapiClient } from '../src/clerk/client.ts';
 import { createLogger } from '../src/logger.ts';
-import type { SyncJobData } from '../src/queue/job.ts';
+import type { InvitationJobData } from '../src/queue/job.ts';
 import { SyncQueue } from '../src/queue/sync-queue.ts';
 import { connectRedis } from '../src/redis/connection.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
@@ -49,10 +49,10 @@ async function rig(redisDb: number) {
   worker.start();
 
   /** Enqueues `data` and returns a reader of its job's latest stored state. */
-  const enqueue = async (data: SyncJobData) => {
+  const enqueue = async (data: InvitationJobData) => {
     await producer.enqueue(data);
     const all = await producer.queue.getJobs(['active', 'delayed', 'failed', 'completed', 'waiting']);
-    const id = all.find((j) => j.data.invitationId === data.invitationId && j.data.receivedAt === data.receivedAt)!.id!;
+    const id = all.find((j) => (j.data as InvitationJobData).invitationId === data.invitationId && j.data.receivedAt === data.receivedAt)!.id!;
     return async () => (await producer.queue.getJob(id))!;
   };
   const completed = (job: Awaited<ReturnType<typeof enqueue>>) => waitUntil(async () => (await (await job()).getState()) === 'completed', 'the job to complete');

@@ -49,7 +49,7 @@ it('upgrading a single-host install needs no step and loses nothing: the file ke
   );
   const deletedOrg = organizationIds[2]!;
   const deletedIds = truth.filter((t) => t.organization_id === deletedOrg).map((t) => t.id);
-  sim.store.deleteOrganization(deletedOrg);
+  sim.store.deleteOrganization(deletedOrg, { webhook: false });
 
   const config = loadConfig({
     CLERK_SECRET_KEY: SECRET_KEY,

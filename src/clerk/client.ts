@@ -15,6 +15,9 @@ export const CLERK_API_VERSION = '2026-05-12';
 
 export const USER_AGENT = `clerk-invitation-mirror/${packageVersion()} (@clerk/backend compatible)`;
 
+/** An organization as BAPI sends it: only the id is checked; everything else passes through. */
+export const organizationSchema = z.looseObject({ id: z.string().min(1) });
+
 /** `GET /v1/organizations`: only the id is needed; everything else passes through. */
 export const organizationListSchema = z.looseObject({
   data: z.array(z.looseObject({ id: z.string().min(1) })),
@@ -104,6 +107,19 @@ export class BapiClient {
       throw new BapiFatalError(`BAPI GET ${path} answered with a different invitation (${invitation.id})`, { status });
     }
     return { invitation, raw: text, receivedAt };
+  }
+
+  /**
+   * `GET /v1/organizations/{organization_id}`: whether Clerk still has the organization (a 404
+   * throws BapiNotFoundError, as for an invitation).
+   */
+  async getOrganization(organizationId: string): Promise<{ organization: { id: string }; raw: string; receivedAt: number }> {
+    assertPathSafeId(organizationId);
+    const path = `/organizations/${organizationId}`;
+    const { text, status, receivedAt } = await this.get(path);
+    const organization = parseAnswer(text, organizationSchema, path, status);
+    if (organization.id !== organizationId) throw new BapiFatalError(`BAPI GET ${path} answered with a different organization (${organization.id})`, { status });
+    return { organization, raw: text, receivedAt };
   }
 
   /** `GET /v1/organization_invitations`: every organization's invitations at once. */

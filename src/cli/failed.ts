@@ -63,7 +63,7 @@ async function list(queue: Queue, limit: number, json: boolean): Promise<number>
   console.log(`${total} failed job(s)${total > jobs.length ? `, showing ${jobs.length}` : ''}`);
   for (const j of jobs) {
     const when = j.finishedOn ? new Date(j.finishedOn).toISOString() : '-';
-    console.log(`${j.id}\t${when}\t${j.data.organizationId}/${j.data.invitationId}\tattempts=${j.attemptsMade}\t${j.failedReason}`);
+    console.log(`${j.id}\t${when}\t${j.data?.organizationId}/${j.data?.invitationId ?? '*'}\tattempts=${j.attemptsMade}\t${j.failedReason}`);
   }
   return 0;
 }

@@ -3,21 +3,45 @@ import { z } from 'zod';
 /** Ids Clerk issues: a prefix, an underscore, then letters and digits. Anything else never reaches a path. */
 export const clerkId = (prefix: string) => z.string().regex(new RegExp(`^${prefix}_[A-Za-z0-9]{1,64}$`), `expected a ${prefix}_… id`);
 
-/** What one sync job carries: which invitation to re-fetch, and why. */
-export const syncJobSchema = z.object({
+const common = {
   organizationId: clerkId('org'),
-  invitationId: clerkId('orginv'),
-  /** `updated_at` in the event that asked for this fetch; a 404 tombstones at least this version. */
-  eventUpdatedAt: z.number().int().nonnegative().optional(),
   /** When the receiver accepted the event (ms): sync lag is measured from here. */
   receivedAt: z.number().int().nonnegative(),
   /** The webhook type, or `reconcile` / `manual`. */
   reason: z.string().max(100),
+};
+
+/** Re-fetch one invitation. Jobs queued before job kinds existed carry no `kind`: they are these. */
+export const invitationJobSchema = z.object({
+  kind: z.literal('invitation').optional(),
+  ...common,
+  invitationId: clerkId('orginv'),
+  /** `updated_at` in the event that asked for this fetch; a 404 tombstones at least this version. */
+  eventUpdatedAt: z.number().int().nonnegative().optional(),
 });
 
+/**
+ * Ask Clerk whether an organization still exists; when it does not, every invitation of it
+ * leaves the shared state (BAPI 404s them all, and sends no invitation event for them).
+ */
+export const organizationJobSchema = z.object({ kind: z.literal('organization'), ...common });
+
+/** What one sync job carries: what to re-fetch, and why. */
+export const syncJobSchema = z.union([organizationJobSchema, invitationJobSchema]);
+
+export type InvitationJobData = z.infer<typeof invitationJobSchema>;
+export type OrganizationJobData = z.infer<typeof organizationJobSchema>;
 export type SyncJobData = z.infer<typeof syncJobSchema>;
 
-/** The deduplication key: one waiting and one active job per invitation, never two fetches at once. */
-export function syncJobKey(d: Pick<SyncJobData, 'organizationId' | 'invitationId'>): string {
-  return `${d.organizationId}/${d.invitationId}`;
+/** True for a job about one invitation (every job without a kind). */
+export function isInvitationJob(d: SyncJobData): d is InvitationJobData {
+  return d.kind !== 'organization';
+}
+
+/**
+ * The deduplication key: one waiting and one active job per invitation (or organization),
+ * never two fetches of one at once.
+ */
+export function syncJobKey(d: SyncJobData): string {
+  return isInvitationJob(d) ? `${d.organizationId}/${d.invitationId}` : `${d.organizationId}/*`;
 }

@@ -2,7 +2,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from '../redis/connection.ts';
 import { WriteCoalescer } from '../redis/coalesce-writes.ts';
 import { AnnouncedVersions } from './announced.ts';
-import { syncJobKey, syncJobSchema, type SyncJobData } from './job.ts';
+import { isInvitationJob, syncJobKey, syncJobSchema, type SyncJobData } from './job.ts';
 import { SYNC_JOB_NAME, SYNC_QUEUE } from './names.ts';
 import type { MirrorKeys } from '../state/keys.ts';
 
@@ -38,7 +38,7 @@ export interface SyncQueueOptions {
  * The BullMQ options of a sync job: one place for them, so the benchmarks' baseline and floor
  * queue jobs exactly as the receiver does.
  */
-export function syncJobOptions(job: Pick<SyncJobData, 'organizationId' | 'invitationId'>, { coalesceMs, attempts }: { coalesceMs: number; attempts: number }) {
+export function syncJobOptions(job: SyncJobData, { coalesceMs, attempts }: { coalesceMs: number; attempts: number }) {
   return {
     // keepLastIfActive: never two fetches of one invitation at once, and an event that
     // arrives mid-fetch gets a fetch after it. replace: a waiting job is swapped for
@@ -91,7 +91,7 @@ export class SyncQueue {
     this.writes?.hold();
     try {
       // Sent first on the same connection, so Redis raises the version before the job exists.
-      const raised = job.eventUpdatedAt === undefined ? undefined : this.announced.raise(job.invitationId, job.eventUpdatedAt);
+      const raised = isInvitationJob(job) && job.eventUpdatedAt !== undefined ? this.announced.raise(job.invitationId, job.eventUpdatedAt) : undefined;
       await Promise.race([
         Promise.all([raised, this.queue.add(SYNC_JOB_NAME, job, syncJobOptions(job, { coalesceMs: this.coalesceMs, attempts: this.attempts }))]),
         timeout,

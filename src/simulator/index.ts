@@ -1,5 +1,5 @@
 export { startSimulator, type Simulator, type SimulatorOptions } from './server.ts';
-export { SimulatorStore, type CreateInvitationInput, type InvitationEventType, type SeedInput, type StoreOptions } from './store.ts';
+export { SimulatorStore, type CreateInvitationInput, type InvitationEventType, type SeedInput, type StoreEventType, type StoreOptions } from './store.ts';
 export { DEFAULT_FAULTS, type FaultOptions } from './faults.ts';
 export type { SimulatorStats } from './stats.ts';
 export type { RateWindow } from './rate-limit.ts';

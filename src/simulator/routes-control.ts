@@ -42,8 +42,8 @@ export const controlRoutes: RouteTable<ControlContext> = {
     return ok(store.createOrganization({ name: optionalString(b, 'name'), slug: optionalString(b, 'slug') }));
   },
 
-  'DELETE /_control/organizations/:organization_id': ({ store, params }) => {
-    store.deleteOrganization(params.organization_id!);
+  'DELETE /_control/organizations/:organization_id': ({ store, params, query }) => {
+    store.deleteOrganization(params.organization_id!, { webhook: query.get('webhook') !== 'false' });
     return ok({ object: 'organization', id: params.organization_id, deleted: true });
   },
 

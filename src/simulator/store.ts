@@ -19,6 +19,8 @@ import { organizationName, person } from './seed-data.ts';
 export type { CreateInvitationInput } from './invitation.ts';
 
 export type InvitationEventType = 'organizationInvitation.created' | 'organizationInvitation.accepted' | 'organizationInvitation.revoked';
+/** The webhooks the store sends: invitation events, and `organization.deleted`. */
+export type StoreEventType = InvitationEventType | 'organization.deleted';
 
 export interface StoreOptions {
   /** Seeds ids and generated data (not faults: those have their own stream). @defaultValue 1 */
@@ -32,7 +34,7 @@ export interface StoreOptions {
    */
   publicOrganizationDataOnGet?: boolean;
   /** Called on create/accept/revoke with the webhook `data` (the server forwards it to delivery). */
-  onEvent?: (type: InvitationEventType, data: Record<string, unknown>) => void;
+  onEvent?: (type: StoreEventType, data: Record<string, unknown>) => void;
 }
 
 export interface SeedInput {
@@ -157,11 +159,15 @@ export class SimulatorStore {
     return [...this.orgs.values()].map((o) => structuredClone(o));
   }
 
-  /** Its invitations vanish with it, without webhooks (Clerk sends none for them either). */
-  deleteOrganization(id: string): void {
+  /**
+   * Its invitations vanish with it, without invitation webhooks (Clerk sends none for them
+   * either); Clerk sends `organization.deleted`, unless `webhook` is false (a lost webhook).
+   */
+  deleteOrganization(id: string, { webhook = true }: { webhook?: boolean } = {}): void {
     if (!this.orgs.delete(id)) throw notFound();
     for (const [invId, inv] of this.invitations) if (inv.organization_id === id) this.invitations.delete(invId);
     this.sorted.clear();
+    if (webhook) this.onEvent('organization.deleted', { object: 'organization', id, deleted: true });
   }
 
   createInvitation(organizationId: string, input: CreateInvitationInput): SimInvitationJSON {

@@ -24,6 +24,15 @@ const invitationEvent: EventHandler = (event, receivedAt) => {
   };
 };
 
+const organizationEventData = z.looseObject({ id: clerkId('org') });
+
+/** The organization is gone at Clerk: the worker confirms it with one GET, then removes its invitations. */
+const organizationDeleted: EventHandler = (event, receivedAt) => {
+  const parsed = organizationEventData.safeParse(event.data);
+  if (!parsed.success) throw new InvalidEventError(`${event.type} without a valid data.id`);
+  return { kind: 'organization', organizationId: parsed.data.id, receivedAt, reason: event.type };
+};
+
 /**
  * Event types the mirror acts on. Every other Clerk event type is acknowledged and counted,
  * never refused: a refusal makes Svix retry it for days and then disable the endpoint.
@@ -32,6 +41,7 @@ export const eventHandlers: Readonly<Record<string, EventHandler>> = Object.free
   'organizationInvitation.created': invitationEvent,
   'organizationInvitation.accepted': invitationEvent,
   'organizationInvitation.revoked': invitationEvent,
+  'organization.deleted': organizationDeleted,
 });
 
 export class InvalidEventError extends Error {

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Logger } from '../logger.ts';
 import { EnqueueError } from '../queue/sync-queue.ts';
-import type { SyncJobData } from '../queue/job.ts';
+import { syncJobKey, type SyncJobData } from '../queue/job.ts';
 import type { PipelineStats } from '../stats.ts';
 import { eventHandlers, InvalidEventError } from './events.ts';
 import { WebhookRejection, WebhookVerifier } from './verify.ts';
@@ -71,7 +71,7 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookRouteOpti
       stats.enqueued(performance.now() - enqueueStart);
     } catch (err) {
       stats.webhook('unavailable', event.type);
-      log.error({ err: (err as Error).message, invitationId: job.invitationId }, 'could not make the event durable; answered 503 so Svix retries');
+      log.error({ err: (err as Error).message, job: syncJobKey(job) }, 'could not make the event durable; answered 503 so Svix retries');
       if (err instanceof EnqueueError) return reply.code(503).header('retry-after', '5').send({ error: 'queue_unavailable' });
       throw err;
     }

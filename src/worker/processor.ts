@@ -2,7 +2,7 @@ import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import { BapiRateLimitedError, classifyError, type BapiError } from '../clerk/bapi-errors.ts';
 import type { BapiClient } from '../clerk/client.ts';
 import type { Logger } from '../logger.ts';
-import { syncJobSchema, type SyncJobData } from '../queue/job.ts';
+import { isInvitationJob, syncJobSchema, type InvitationJobData, type OrganizationJobData, type SyncJobData } from '../queue/job.ts';
 import type { InvitationState, PublishOutcome } from '../state/publisher.ts';
 import type { Held } from '../state/shared-state.ts';
 import type { PipelineStats } from '../stats.ts';
@@ -16,6 +16,11 @@ export interface ProcessorDeps {
    * per turn); without it every job fetches.
    */
   held?: (invitationId: string) => Promise<Held>;
+  /**
+   * Tombstones, in the shared state, every live invitation of an organization Clerk no longer
+   * has, and says how many; without it an organization job only checks with Clerk.
+   */
+  removeOrganization?: (organizationId: string, receivedAt: number) => Promise<number>;
   /** The queue the worker consumes: a 429 pauses all of it, for every worker. */
   queue: Queue<SyncJobData>;
   log: Logger;
@@ -29,6 +34,8 @@ export interface SyncResult {
   gone: boolean;
   /** True when the shared state already held the event's version and BAPI was not called. */
   skipped?: boolean;
+  /** Organization jobs: how many invitations were tombstoned because Clerk no longer has the organization. */
+  removed?: number;
 }
 
 type FailureHandler = (err: BapiError, job: Job<SyncJobData>) => Promise<never>;
@@ -39,7 +46,7 @@ type FailureHandler = (err: BapiError, job: Job<SyncJobData>) => Promise<never>;
  * without spending an attempt, transient errors retry with backoff, configuration errors
  * fail at once and loudly.
  */
-export function createProcessor({ bapi, publish, held, queue, log, stats, now = Date.now }: ProcessorDeps) {
+export function createProcessor({ bapi, publish, held, removeOrganization, queue, log, stats, now = Date.now }: ProcessorDeps) {
   let warnedAboutCredentials = false;
 
   const onFailure: Record<'rate_limited' | 'retryable' | 'fatal', FailureHandler> = {
@@ -74,7 +81,7 @@ export function createProcessor({ bapi, publish, held, queue, log, stats, now = 
    * need no fetch: coalescing merges only events that wait together, this catches the rest.
    * Reconciliation jobs (no event version) always fetch.
    */
-  async function alreadyHeld(data: SyncJobData): Promise<SyncResult | undefined> {
+  async function alreadyHeld(data: InvitationJobData): Promise<SyncResult | undefined> {
     if (data.eventUpdatedAt === undefined || !held) return undefined;
     const { stored, announced } = await held(data.invitationId);
     return stored && announced !== undefined && stored.updatedAt >= announced ? { outcome: 'unchanged', gone: stored.deleted, skipped: true } : undefined;
@@ -84,7 +91,7 @@ export function createProcessor({ bapi, publish, held, queue, log, stats, now = 
    * What BAPI says about the invitation: its state, or that it is gone (404). Any other
    * answer steers the job through `onFailure`.
    */
-  async function fetchState(data: SyncJobData, job: Job<SyncJobData>): Promise<InvitationState> {
+  async function fetchState(data: InvitationJobData, job: Job<SyncJobData>): Promise<InvitationState> {
     const calledAt = performance.now();
     try {
       const got = await bapi.getOrganizationInvitation(data.organizationId, data.invitationId);
@@ -106,27 +113,55 @@ export function createProcessor({ bapi, publish, held, queue, log, stats, now = 
     }
   }
 
-  async function fetchAndPublish(data: SyncJobData, job: Job<SyncJobData>): Promise<SyncResult> {
+  async function fetchAndPublish(data: InvitationJobData, job: Job<SyncJobData>): Promise<SyncResult> {
     const state = await fetchState(data, job);
     // Outside the BAPI error handling: a failed publish (Redis refused it) is not an answer
     // from Clerk, so it fails only this attempt and BullMQ retries the job with backoff.
     return { gone: state.kind === 'gone', outcome: await publish(state) };
   }
 
+  async function syncInvitation(data: InvitationJobData, job: Job<SyncJobData>): Promise<SyncResult> {
+    const result = (await alreadyHeld(data)) ?? (await fetchAndPublish(data, job));
+    stats.writes[result.gone && !result.skipped ? 'tombstoned' : result.outcome]++;
+    if (result.skipped) stats.jobs.skipped++;
+    log.debug({ jobId: job.id, invitationId: data.invitationId, ...result }, 'invitation synced');
+    return result;
+  }
+
+  /**
+   * One GET of the organization: when Clerk still has it (a late, forged or mistaken event),
+   * nothing changes; when it answers 404, every invitation of it leaves the shared state, as
+   * BAPI then 404s them all without sending an event for any.
+   */
+  async function syncOrganization(data: OrganizationJobData, job: Job<SyncJobData>): Promise<SyncResult> {
+    const calledAt = performance.now();
+    try {
+      await bapi.getOrganization(data.organizationId);
+      stats.bapiCall('200', performance.now() - calledAt);
+      log.info({ jobId: job.id, organizationId: data.organizationId, reason: data.reason }, 'Clerk still has the organization: its invitations stay');
+      return { outcome: 'unchanged', gone: false };
+    } catch (err) {
+      const kind = classifyError(err);
+      stats.bapiCall(String((err as BapiError).status ?? kind), performance.now() - calledAt);
+      if (kind !== 'not_found') return onFailure[kind](err as BapiError, job);
+    }
+    const removed = removeOrganization ? await removeOrganization(data.organizationId, data.receivedAt) : 0;
+    stats.writes.tombstoned += removed;
+    log.info({ jobId: job.id, organizationId: data.organizationId, removed }, 'organization deleted in Clerk: its invitations are tombstoned');
+    return { outcome: removed > 0 ? 'updated' : 'unchanged', gone: true, removed };
+  }
+
   return async function process(job: Job<SyncJobData>): Promise<SyncResult> {
     const parsed = syncJobSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`malformed job data: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
     const data = parsed.data;
-    const result = (await alreadyHeld(data)) ?? (await fetchAndPublish(data, job));
-    stats.writes[result.gone && !result.skipped ? 'tombstoned' : result.outcome]++;
-    if (result.skipped) stats.jobs.skipped++;
+    const result = isInvitationJob(data) ? await syncInvitation(data, job) : await syncOrganization(data, job);
     stats.jobs.completed++;
     stats.lag(now() - data.receivedAt);
-    log.debug({ jobId: job.id, invitationId: data.invitationId, ...result }, 'invitation synced');
     return result;
   };
 }
 
-function sourceOf(data: SyncJobData) {
+function sourceOf(data: InvitationJobData) {
   return data.reason === 'reconcile' ? ('reconcile' as const) : ('webhook' as const);
 }

@@ -7,9 +7,10 @@ import type { Held, SharedState } from '../state/shared-state.ts';
 import { TurnBatcher } from '../state/turn-batcher.ts';
 import type { Redis } from '../redis/connection.ts';
 import { jitteredBackoff, type BackoffOptions } from './backoff.ts';
+import { removeOrganization } from './organization.ts';
 import { createProcessor, type ProcessorDeps, type SyncResult } from './processor.ts';
 
-export interface SyncWorkerOptions extends Omit<ProcessorDeps, 'publish' | 'held'> {
+export interface SyncWorkerOptions extends Omit<ProcessorDeps, 'publish' | 'held' | 'removeOrganization'> {
   /** Where fetched states go; the publishes of one turn's jobs share one script run. */
   publisher: StatePublisher;
   /** For the skip rule; the reads of one turn's jobs share one script run. */
@@ -35,7 +36,12 @@ export class SyncWorker {
     const strategy = jitteredBackoff(backoff);
     const publishes = new TurnBatcher<InvitationState, PublishOutcome>(async (states) => (await publisher.publish(states)).outcomes);
     const holds = new TurnBatcher<string, Held>((ids) => state.held(ids));
-    const processor = createProcessor({ ...deps, publish: (s) => publishes.call(s), held: (id) => holds.call(id) });
+    const processor = createProcessor({
+      ...deps,
+      publish: (s) => publishes.call(s),
+      held: (id) => holds.call(id),
+      removeOrganization: (organizationId, receivedAt) => removeOrganization({ state, publisher }, organizationId, receivedAt),
+    });
     this.worker = new Worker<SyncJobData, SyncResult>(SYNC_QUEUE, processor, {
       connection,
       prefix: keys.queuePrefix,

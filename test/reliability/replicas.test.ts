@@ -183,7 +183,7 @@ it('a replica offline past the stream retention reloads the snapshot and converg
 it('tombstones reach every replica', { timeout: 60_000 }, async () => {
   const org = sim.store.truth()[0]!.organization_id;
   const doomed = sim.store.truth().filter((t) => t.organization_id === org);
-  sim.store.deleteOrganization(org);
+  sim.store.deleteOrganization(org, { webhook: false });
   // Clerk sends no invitation event when an organization goes; a late revoke of each does here.
   const http = httpClient(receiver.url);
   for (const inv of doomed) {
@@ -225,7 +225,7 @@ it('Redis loses everything: replicas keep serving and report stale; a backfill r
   // Meanwhile Clerk deletes an organization (no webhook) and a new invitation arrives (webhook).
   const gone = sim.store.truth().find((t) => t.organization_id !== sample.organization_id)!.organization_id;
   const goneIds = sim.store.truth().filter((t) => t.organization_id === gone).map((t) => t.id);
-  sim.store.deleteOrganization(gone);
+  sim.store.deleteOrganization(gone, { webhook: false });
   const fresh = sim.store.createInvitation(sample.organization_id, { emailAddress: 'after.flush@example.com' });
   await waitConverged({ sim, queue: q.queue, dbPath: LIBRARY_DB, ids: [fresh.id], timeoutMs: 30_000 });
   expect((await library!.status()).state).toBe('stale');
