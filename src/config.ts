@@ -65,6 +65,7 @@ export const envSchema = z.object({
   BAPI_RATE_LIMIT: optional(positiveInt('a whole number of BAPI requests per BAPI_RATE_WINDOW_MS')),
   BAPI_RATE_WINDOW_MS: withDefault(positiveInt('a window length in milliseconds'), 10_000),
   BAPI_TIMEOUT_MS: withDefault(positiveInt('a request timeout in milliseconds'), 10_000),
+  STALE_READ_WAIT_MS: withDefault(nonNegativeInt('a wait in milliseconds, or 0 to publish at once'), 30_000),
   RECONCILE_INTERVAL_MS: withDefault(nonNegativeInt('an interval in milliseconds, or 0 for no schedule'), 3_600_000),
   RECONCILE_MAX_AGE_MS: withDefault(positiveInt('an age in milliseconds'), 86_400_000),
   REDIS_KEY_PREFIX: withDefault(
@@ -89,6 +90,8 @@ export interface Config {
     /** Requests per window all workers of this instance may spend on BAPI. */
     readonly rateLimit: { readonly max: number; readonly windowMs: number };
     readonly timeoutMs: number;
+    /** How long after an event a stale BAPI answer is fetched again before it is published. */
+    readonly staleReadWaitMs: number;
   };
   readonly redisUrl: string | undefined;
   /** Every Redis key of this mirror starts with `{keyPrefix}`. */
@@ -144,6 +147,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: { r
       apiUrl: e.CLERK_API_URL.replace(/\/+$/, ''),
       rateLimit: { max: e.BAPI_RATE_LIMIT ?? defaultRateLimit(e.CLERK_SECRET_KEY), windowMs: e.BAPI_RATE_WINDOW_MS },
       timeoutMs: e.BAPI_TIMEOUT_MS,
+      staleReadWaitMs: e.STALE_READ_WAIT_MS,
     },
     redisUrl: e.REDIS_URL,
     keyPrefix: e.REDIS_KEY_PREFIX,
@@ -171,6 +175,7 @@ export const envDescriptions: Record<EnvName, string> = {
   BAPI_RATE_LIMIT: 'BAPI requests per window shared by all workers (default 90% of 1000 for sk_live_, of 100 for sk_test_)',
   BAPI_RATE_WINDOW_MS: 'length of that window in ms (default 10000)',
   BAPI_TIMEOUT_MS: 'timeout of one BAPI request in ms (default 10000)',
+  STALE_READ_WAIT_MS: 'when BAPI answers an older state than the webhook announced, fetch again (with backoff) for this long after the event before publishing its newest answer, in ms (default 30000; 0 publishes at once)',
   RECONCILE_INTERVAL_MS: 'how often the scheduled reconciliation runs, in ms (default 3600000, hourly); 0 turns automatic maintenance off: no schedule and no automatic backfill of an unfilled shared state (the commands still work)',
   RECONCILE_MAX_AGE_MS: 'reconciliation re-fetches invitations Clerk has not confirmed for this long, in ms (default 86400000)',
   REDIS_KEY_PREFIX: 'prefix (and Cluster hash tag) of every Redis key, so several mirrors can share one Redis (default clerk-invitation-mirror)',

@@ -142,6 +142,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
           queue: consumer.queue,
           log,
           stats,
+          staleReadWaitMs: config.clerk.staleReadWaitMs,
         });
         worker.start();
         if (o.reconcile ?? true) {

@@ -33,6 +33,8 @@ export class PipelineStats {
   readonly jobs = { completed: 0, retried: 0, failed: 0, rateLimited: 0, skipped: 0 };
   /** Outcomes of the worker's publishes into the shared state. */
   readonly writes = { inserted: 0, updated: 0, unchanged: 0, stale: 0, tombstoned: 0 };
+  /** Fetches that answered an older state than the webhook announced: fetched again, or published as they were once the wait was over. */
+  readonly staleReads = { retried: 0, settled: 0 };
   /** Changes this process's replica applied. */
   readonly replica = { applied: 0 };
   readonly bapi = new Map<string, number>(); // status or error kind → count

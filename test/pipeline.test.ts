@@ -82,7 +82,8 @@ describe('sync pipeline', () => {
     expect(h.service.stats.jobs.skipped).toBe(skippedBefore + 1);
     expectMirrorEqualsTruth();
     // A newer state is still fetched.
-    const newer = signed({ type: 'organizationInvitation.accepted', object: 'event', data: { ...created, updated_at: h.sim.store.getInvitation(inv.id)!.updated_at + 1 }, timestamp: Date.now() });
+    const changed = h.sim.store.updateMetadata(inv.id, { publicMetadata: { seat: 2 } });
+    const newer = signed({ type: 'organizationInvitation.accepted', object: 'event', data: { ...created, updated_at: changed.updated_at }, timestamp: Date.now() });
     await fetch(h.webhookUrl, { method: 'POST', headers: newer.headers, body: newer.body });
     await settle(h);
     expect(h.sim.stats().getInvitationCalls[inv.id]).toBe(1);

@@ -91,6 +91,7 @@ it('skips the BAPI call for an event whose version the shared state already hold
   expect(sim.stats().getInvitationCalls[inv.id]).toBe(1);
 
   // A newer version announced: fetched.
-  await completed(await enqueue({ ...event, eventUpdatedAt: inv.updated_at + 1, receivedAt: Date.now() + 2 }));
+  const changed = sim.store.updateMetadata(inv.id, { publicMetadata: { seat: 2 } });
+  await completed(await enqueue({ ...event, eventUpdatedAt: changed.updated_at, receivedAt: Date.now() + 2 }));
   expect(sim.stats().getInvitationCalls[inv.id]).toBe(2);
 });

@@ -94,6 +94,17 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
   });
 
   new Counter({
+    name: `${PREFIX}bapi_stale_reads_total`,
+    help: 'BAPI answered an older state than the webhook announced: retried (fetched again after the backoff) or settled (the wait was over; the newest answer was published).',
+    labelNames: ['outcome'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [outcome, n] of Object.entries(stats.staleReads)) this.inc({ outcome }, n);
+    },
+  });
+
+  new Counter({
     name: `${PREFIX}state_publishes_total`,
     help: "The worker's publishes into the shared state by outcome (inserted, updated, unchanged, stale, tombstoned).",
     labelNames: ['outcome'] as const,

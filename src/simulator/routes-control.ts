@@ -110,6 +110,14 @@ export const controlRoutes: RouteTable<ControlContext> = {
     return ok({ available });
   },
 
+  // Unconfirmed at Clerk: whether a GET right after a change may answer the state before it.
+  'PUT /_control/read-lag': ({ store, body }) => {
+    const ms = optionalNumber(bodyObject(body), 'ms');
+    if (ms === undefined || ms < 0) throw invalidParam('ms', 'ms must be a non-negative number of milliseconds');
+    store.readLagMs = ms;
+    return ok({ ms });
+  },
+
   'PUT /_control/delivery': ({ delivery, body }) => {
     delivery.setOptions(bodyObject(body) as Partial<DeliveryOptions>);
     return ok(delivery.stats());

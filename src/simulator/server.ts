@@ -37,6 +37,8 @@ export interface SimulatorOptions {
   instanceListAvailable?: boolean;
   /** Whether the single GET and per-organization list carry `public_organization_data`. @defaultValue false */
   publicOrganizationDataOnGet?: boolean;
+  /** How long the single GET answers an invitation's previous state after a change (see StoreOptions). @defaultValue 0 */
+  readLagMs?: number;
 }
 
 export interface Simulator {
@@ -69,6 +71,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
     seed,
     instanceListAvailable: opts.instanceListAvailable,
     publicOrganizationDataOnGet: opts.publicOrganizationDataOnGet,
+    readLagMs: opts.readLagMs,
     onEvent: (type, data) => void delivery.send(type, data),
   });
   const faults = new FaultInjector(seed, opts.faults);

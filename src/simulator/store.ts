@@ -33,6 +33,12 @@ export interface StoreOptions {
    * @defaultValue false
    */
   publicOrganizationDataOnGet?: boolean;
+  /**
+   * How long after a change the single GET still answers the state before it (BAPI's
+   * read-after-write is undocumented: *unconfirmed*). A new invitation is readable at once;
+   * lists are never behind. 0 switches it off. @defaultValue 0
+   */
+  readLagMs?: number;
   /** Called on create/accept/revoke with the webhook `data` (the server forwards it to delivery). */
   onEvent?: (type: StoreEventType, data: Record<string, unknown>) => void;
 }
@@ -50,6 +56,9 @@ export interface SeedInput {
 export class SimulatorStore {
   instanceListAvailable: boolean;
   publicOrganizationDataOnGet: boolean;
+  readLagMs: number;
+  /** Per invitation, its recent states and when each began, for `readLagMs` (newest last). */
+  private readonly history = new Map<string, { state: SimInvitationJSON; at: number }[]>();
   private readonly random: () => number;
   private readonly onEvent: NonNullable<StoreOptions['onEvent']>;
   private offsetMs = 0;
@@ -67,6 +76,7 @@ export class SimulatorStore {
     this.random = seededRandom((opts.seed ?? 1) ^ 0x5eed1d5);
     this.instanceListAvailable = opts.instanceListAvailable ?? true;
     this.publicOrganizationDataOnGet = opts.publicOrganizationDataOnGet ?? false;
+    this.readLagMs = opts.readLagMs ?? 0;
     this.onEvent = opts.onEvent ?? (() => {});
   }
 
@@ -178,6 +188,7 @@ export class SimulatorStore {
     this.invitations.set(inv.id, inv);
     this.sorted.clear();
     this.nextExpiry = Math.min(this.nextExpiry, inv.expires_at ?? Infinity);
+    this.remember(inv);
     this.emit('organizationInvitation.created', inv);
     return this.view(inv);
   }
@@ -186,6 +197,7 @@ export class SimulatorStore {
     const inv = this.pending(id);
     inv.status = 'accepted';
     this.touch(inv);
+    this.remember(inv);
     this.emit('organizationInvitation.accepted', inv, { user_id: userId });
     return this.view(inv);
   }
@@ -194,6 +206,7 @@ export class SimulatorStore {
     const inv = this.pending(id);
     inv.status = 'revoked';
     this.touch(inv);
+    this.remember(inv);
     this.emit('organizationInvitation.revoked', inv);
     return this.view(inv);
   }
@@ -204,6 +217,7 @@ export class SimulatorStore {
     inv.status = 'expired';
     this.touch(inv);
     inv.expires_at = inv.updated_at;
+    this.remember(inv);
     this.recomputeNextExpiry();
     return this.view(inv);
   }
@@ -216,6 +230,7 @@ export class SimulatorStore {
     if (patch.publicMetadata) inv.public_metadata = structuredClone(patch.publicMetadata);
     if (patch.privateMetadata) inv.private_metadata = structuredClone(patch.privateMetadata);
     this.touch(inv);
+    this.remember(inv);
     return this.view(inv);
   }
 
@@ -223,7 +238,12 @@ export class SimulatorStore {
   getInvitation(id: string): SimInvitationJSON | undefined {
     this.sweep();
     const inv = this.invitations.get(id);
-    return inv && this.view(inv);
+    if (!inv) return undefined;
+    const states = this.readLagMs > 0 ? this.history.get(id) : undefined;
+    if (!states) return this.view(inv);
+    // The newest state that began at least readLagMs ago; else the oldest one known.
+    const visible = [...states].reverse().find((h) => h.at <= this.now() - this.readLagMs) ?? states[0]!;
+    return this.view(visible.state);
   }
 
   /** Every existing invitation as the single GET answers it: what a converged mirror must hold. */
@@ -298,6 +318,15 @@ export class SimulatorStore {
     inv.updated_at = Math.max(at, inv.updated_at + 1);
   }
 
+  /** Notes `inv`'s state once a change is complete, for reads that lag (`readLagMs`). */
+  private remember(inv: SimInvitationJSON): void {
+    if (this.readLagMs <= 0) return;
+    const now = this.now();
+    const states = (this.history.get(inv.id) ?? []).filter((h, i, all) => i === all.length - 1 || all[i + 1]!.at > now - this.readLagMs);
+    states.push({ state: structuredClone(inv), at: now });
+    this.history.set(inv.id, states);
+  }
+
   /**
    * Expired invitations get `updated_at` = their `expires_at` (the moment they expired), not
    * the time the clock was advanced: that is when the state changed, whenever anyone looks.
@@ -309,6 +338,7 @@ export class SimulatorStore {
       if (inv.status === 'pending' && inv.expires_at !== null && inv.expires_at <= now) {
         inv.status = 'expired';
         this.touch(inv, inv.expires_at);
+        this.remember(inv);
       }
     }
     this.recomputeNextExpiry();

@@ -25,6 +25,13 @@ export interface ProcessorDeps {
   queue: Queue<SyncJobData>;
   log: Logger;
   stats: PipelineStats;
+  /**
+   * How long after the event a fetch that answers an older state than the event announced is
+   * retried (with the job's backoff) before the newest answer is published as it is. BAPI's
+   * read-after-write is undocumented; 0 publishes at once.
+   * @defaultValue 30_000
+   */
+  staleReadWaitMs?: number;
   now?: () => number;
 }
 
@@ -46,8 +53,14 @@ type FailureHandler = (err: BapiError, job: Job<SyncJobData>) => Promise<never>;
  * without spending an attempt, transient errors retry with backoff, configuration errors
  * fail at once and loudly.
  */
-export function createProcessor({ bapi, publish, held, removeOrganization, queue, log, stats, now = Date.now }: ProcessorDeps) {
+/** BAPI answered an older state than the event announced: the job retries with its backoff. */
+export class StaleReadError extends Error {
+  override name = 'StaleReadError';
+}
+
+export function createProcessor({ bapi, publish, held, removeOrganization, queue, log, stats, staleReadWaitMs = 30_000, now = Date.now }: ProcessorDeps) {
   let warnedAboutCredentials = false;
+  let lastStaleWarning = 0;
 
   const onFailure: Record<'rate_limited' | 'retryable' | 'fatal', FailureHandler> = {
     async rate_limited(err) {
@@ -96,8 +109,10 @@ export function createProcessor({ bapi, publish, held, removeOrganization, queue
     try {
       const got = await bapi.getOrganizationInvitation(data.organizationId, data.invitationId);
       stats.bapiCall('200', performance.now() - calledAt);
+      if (data.eventUpdatedAt !== undefined && got.invitation.updated_at < data.eventUpdatedAt) staleRead(data, job);
       return { kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: sourceOf(data), receivedAt: data.receivedAt };
     } catch (err) {
+      if (err instanceof StaleReadError) throw err;
       const kind = classifyError(err);
       stats.bapiCall(String((err as BapiError).status ?? kind), performance.now() - calledAt);
       if (kind !== 'not_found') return onFailure[kind](err as BapiError, job);
@@ -110,6 +125,25 @@ export function createProcessor({ bapi, publish, held, removeOrganization, queue
         source: sourceOf(data),
         receivedAt: data.receivedAt,
       };
+    }
+  }
+
+  /**
+   * The webhook announced a newer state than BAPI answered. Within `staleReadWaitMs` of the
+   * event the job throws to be retried after its backoff (an attempt spent, no publish); later
+   * it returns and the answer is published as the newest Clerk gave, so a forged or far-future
+   * `updated_at` costs a bounded number of calls.
+   */
+  function staleRead(data: InvitationJobData, job: Job<SyncJobData>): void {
+    if (now() - data.receivedAt < staleReadWaitMs) {
+      stats.staleReads.retried++;
+      log.debug({ jobId: job.id, invitationId: data.invitationId, attempt: job.attemptsMade + 1 }, 'BAPI answered an older state than the webhook announced; will fetch again');
+      throw new StaleReadError(`BAPI answered an older state of ${data.invitationId} than the webhook announced`);
+    }
+    stats.staleReads.settled++;
+    if (now() - lastStaleWarning >= 60_000) {
+      lastStaleWarning = now();
+      log.warn({ jobId: job.id, invitationId: data.invitationId, waitedMs: now() - data.receivedAt }, 'BAPI kept answering an older state than the webhook announced; published its newest answer (counted in clerk_mirror_bapi_stale_reads_total)');
     }
   }
 
