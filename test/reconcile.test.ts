@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BapiClient } from '../src/clerk/client.ts';
@@ -79,12 +80,14 @@ async function expectMirrorEqualsTruth() {
 /** The drift a correct reconciliation must report, worked out from the shared state and the truth. */
 async function expectedDrift(): Promise<Record<DriftKind, number>> {
   const truth = new Map(h.sim.store.truth().map((t) => [t.id, t]));
-  const d: Record<DriftKind, number> = { missing: 0, outdated: 0, expired: 0, gone: 0 };
+  const d: Record<DriftKind, number> = { missing: 0, outdated: 0, content: 0, expired: 0, gone: 0 };
   const rows = new Map((await allRows()).map((r) => [r.id, r]));
   for (const [id, t] of truth) {
     const r = rows.get(id);
     if (!r || r.deleted_at) d.missing++;
-    else if (r.updated_at !== t.updated_at) d[r.status === 'pending' && t.status === 'expired' ? 'expired' : 'outdated']++;
+    else if (r.status === 'pending' && t.status === 'expired') d.expired++;
+    else if (r.updated_at !== t.updated_at) d.outdated++;
+    else if (!isDeepStrictEqual(JSON.parse(r.raw!), t)) d.content++;
   }
   for (const r of rows.values()) if (!r.deleted_at && !truth.has(r.id)) d.gone++;
   return d;
@@ -145,6 +148,39 @@ describe('reconciliation', () => {
     const again = await runReconcile(deps());
     expect(Object.values(again.drift).every((d) => d.found === 0)).toBe(true);
     expect(again.refetched).toBe(0);
+  });
+
+  it('repairs what Clerk changed without moving updated_at (a renamed role, an undated expiry) and reports it as such', async () => {
+    const store = h.sim.store;
+    const org = store.createOrganization({ name: 'Undated' });
+    const admins = Array.from({ length: 3 }, (_, i) => store.createInvitation(org.id, { emailAddress: `undated-admin${i}@example.com`, role: 'org:admin' }));
+    const soon = store.createInvitation(org.id, { emailAddress: 'undated-soon@example.com' });
+    await settle(h);
+    // Some webhooks are dropped in this file: a first run brings every invitation in.
+    await runReconcile(deps());
+    const versions = new Map((await allRows()).map((r) => [r.id, r.updated_at]));
+    store.expiryMovesUpdatedAt = false;
+    try {
+      store.renameRole('org:admin', 'Administrators');
+      store.expireInvitation(soon.id);
+      // Clerk's answers changed, their versions did not.
+      for (const inv of [...admins, soon]) expect(store.getInvitation(inv.id)!.updated_at).toBe(versions.get(inv.id));
+      const expected = await expectedDrift();
+      expect(expected.content).toBeGreaterThanOrEqual(admins.length);
+      expect(expected.expired).toBeGreaterThanOrEqual(1);
+
+      const report = await runReconcile(deps());
+      for (const k of Object.keys(expected) as DriftKind[]) expect(report.drift[k]).toEqual({ found: expected[k], repaired: expected[k] });
+      await expectMirrorEqualsTruth();
+      const rows = new Map((await allRows()).map((r) => [r.id, JSON.parse(r.raw!) as { role_name: string; status: string }]));
+      for (const inv of admins) expect(rows.get(inv.id)!.role_name).toBe('Administrators');
+      expect(rows.get(soon.id)!.status).toBe('expired');
+      // Repaired once: the next run finds nothing and re-fetches nothing.
+      const again = await runReconcile(deps());
+      expect(Object.values(again.drift).every((d) => d.found === 0)).toBe(true);
+    } finally {
+      store.expiryMovesUpdatedAt = true;
+    }
   });
 
   it('targeted mode re-fetches pending rows past expires_at and rows unconfirmed for too long, one request each', async () => {

@@ -15,6 +15,8 @@ Makes the shared state in Redis match Clerk (every replica then applies the repa
 and reports the drift it found per kind:
   missing   in Clerk, not in the shared state            -> inserted
   outdated  the shared state holds an older state        -> updated
+  content   same updated_at, other content (Clerk changed a derived field, such as a
+            renamed role's role_name, without moving updated_at) -> updated
   expired   pending in the shared state, expired in Clerk (Clerk sends no expiry event)
   gone      in the shared state, 404 in Clerk            -> tombstoned
 It pages through BAPI's lists (as \`backfill\` does), then re-fetches one by one every

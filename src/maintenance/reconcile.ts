@@ -11,11 +11,14 @@ import { InvitationLister, type ListMode } from './lister.ts';
 import { silentProgress, type ProgressReporter } from './progress.ts';
 import type { SharedRateLimiter } from './rate-limiter.ts';
 
-export const DRIFT_KINDS = ['missing', 'outdated', 'expired', 'gone'] as const;
+export const DRIFT_KINDS = ['missing', 'outdated', 'content', 'expired', 'gone'] as const;
 /**
  * - `missing`: in Clerk, not in the shared state (or only as a tombstone).
  * - `outdated`: the shared state held an older state (a lost or late webhook).
- * - `expired`: the shared state said pending, Clerk says expired (Clerk sends no expiry event).
+ * - `content`: the same `updated_at`, other content (a renamed role, two changes in one
+ *   millisecond: Clerk changed it without moving `updated_at`).
+ * - `expired`: the shared state said pending, Clerk says expired (Clerk sends no expiry
+ *   event), whether or not Clerk moved `updated_at`.
  * - `gone`: in the shared state, 404 in Clerk (deleted organization): tombstoned.
  */
 export type DriftKind = (typeof DRIFT_KINDS)[number];
@@ -187,7 +190,7 @@ function classify(s: InvitationState, before: Omit<StoredState, 'raw'> | undefin
   if (s.kind === 'gone') return before && !before.deleted ? 'gone' : undefined;
   if (!before || before.deleted) return 'missing';
   if (before.fields.status === 'pending' && s.invitation.status === 'expired') return 'expired';
-  return 'outdated';
+  return before.updatedAt === s.invitation.updated_at ? 'content' : 'outdated';
 }
 
 /** Multi-line text of a report, for the command's exit. */

@@ -39,6 +39,8 @@ export interface SimulatorOptions {
   publicOrganizationDataOnGet?: boolean;
   /** How long the single GET answers an invitation's previous state after a change (see StoreOptions). @defaultValue 0 */
   readLagMs?: number;
+  /** Whether expiry moves `updated_at` (see StoreOptions). @defaultValue true */
+  expiryMovesUpdatedAt?: boolean;
 }
 
 export interface Simulator {
@@ -72,6 +74,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
     instanceListAvailable: opts.instanceListAvailable,
     publicOrganizationDataOnGet: opts.publicOrganizationDataOnGet,
     readLagMs: opts.readLagMs,
+    expiryMovesUpdatedAt: opts.expiryMovesUpdatedAt,
     onEvent: (type, data) => void delivery.send(type, data),
   });
   const faults = new FaultInjector(seed, opts.faults);

@@ -19,8 +19,8 @@ import { organizationName, person } from './seed-data.ts';
 export type { CreateInvitationInput } from './invitation.ts';
 
 export type InvitationEventType = 'organizationInvitation.created' | 'organizationInvitation.accepted' | 'organizationInvitation.revoked';
-/** The webhooks the store sends: invitation events, and `organization.deleted`. */
-export type StoreEventType = InvitationEventType | 'organization.deleted';
+/** The webhooks the store sends: invitation events, `organization.deleted` and `role.updated`. */
+export type StoreEventType = InvitationEventType | 'organization.deleted' | 'role.updated';
 
 export interface StoreOptions {
   /** Seeds ids and generated data (not faults: those have their own stream). @defaultValue 1 */
@@ -33,6 +33,11 @@ export interface StoreOptions {
    * @defaultValue false
    */
   publicOrganizationDataOnGet?: boolean;
+  /**
+   * Whether an invitation that expires gets `updated_at` = its `expires_at` (true) or keeps
+   * its `updated_at` (false): which one Clerk does is *unconfirmed*. @defaultValue true
+   */
+  expiryMovesUpdatedAt?: boolean;
   /**
    * How long after a change the single GET still answers the state before it (BAPI's
    * read-after-write is undocumented: *unconfirmed*). A new invitation is readable at once;
@@ -57,6 +62,7 @@ export class SimulatorStore {
   instanceListAvailable: boolean;
   publicOrganizationDataOnGet: boolean;
   readLagMs: number;
+  expiryMovesUpdatedAt: boolean;
   /** Per invitation, its recent states and when each began, for `readLagMs` (newest last). */
   private readonly history = new Map<string, { state: SimInvitationJSON; at: number }[]>();
   private readonly random: () => number;
@@ -77,6 +83,7 @@ export class SimulatorStore {
     this.instanceListAvailable = opts.instanceListAvailable ?? true;
     this.publicOrganizationDataOnGet = opts.publicOrganizationDataOnGet ?? false;
     this.readLagMs = opts.readLagMs ?? 0;
+    this.expiryMovesUpdatedAt = opts.expiryMovesUpdatedAt ?? true;
     this.onEvent = opts.onEvent ?? (() => {});
   }
 
@@ -215,11 +222,32 @@ export class SimulatorStore {
   expireInvitation(id: string): SimInvitationJSON {
     const inv = this.pending(id);
     inv.status = 'expired';
-    this.touch(inv);
-    inv.expires_at = inv.updated_at;
+    inv.expires_at = this.now();
+    if (this.expiryMovesUpdatedAt) {
+      this.touch(inv);
+      inv.expires_at = inv.updated_at;
+    }
     this.remember(inv);
     this.recomputeNextExpiry();
     return this.view(inv);
+  }
+
+  /**
+   * Renames a role: every invitation with that role `key` shows the new `role_name` (a derived
+   * field) while its `updated_at` stays, as Clerk derives it when it reads. Clerk sends
+   * `role.updated`, no invitation event. Returns the invitations it changed.
+   */
+  renameRole(key: string, name: string): SimInvitationJSON[] {
+    this.sweep();
+    const changed: SimInvitationJSON[] = [];
+    for (const inv of this.invitations.values()) {
+      if (inv.role !== key || inv.role_name === name) continue;
+      inv.role_name = name;
+      this.remember(inv);
+      changed.push(this.view(inv));
+    }
+    this.onEvent('role.updated', { object: 'role', key, name, updated_at: this.now() });
+    return changed;
   }
 
   /** Clerk has no invitation webhook for metadata changes, so none is sent. */
@@ -337,7 +365,7 @@ export class SimulatorStore {
     for (const inv of this.invitations.values()) {
       if (inv.status === 'pending' && inv.expires_at !== null && inv.expires_at <= now) {
         inv.status = 'expired';
-        this.touch(inv, inv.expires_at);
+        if (this.expiryMovesUpdatedAt) this.touch(inv, inv.expires_at);
         this.remember(inv);
       }
     }
