@@ -22,6 +22,7 @@ import { mirrorKeys } from './state/keys.ts';
 import { StatePublisher } from './state/publisher.ts';
 import { SharedState } from './state/shared-state.ts';
 import { PipelineStats } from './stats.ts';
+import { ExpirySweeper } from './worker/expiry.ts';
 import { SyncWorker } from './worker/sync-worker.ts';
 
 export const ROLES = ['receiver', 'worker', 'replica', 'api'] as const;
@@ -145,6 +146,9 @@ export async function startService(o: ServiceOptions): Promise<Service> {
           staleReadWaitMs: config.clerk.staleReadWaitMs,
         });
         worker.start();
+        const expiries = new ExpirySweeper({ state, enqueue: (job) => q.enqueue(job), log });
+        expiries.start();
+        closers.push(() => expiries.close());
         if (o.reconcile ?? true) {
           const m = await startMaintenance({ connection: connect(false), config, keys, state, publisher, log, fillCheckMs: o.fillCheckMs });
           maintenance = m;

@@ -12,6 +12,11 @@ export interface CreateInvitationInput {
   privateMetadata?: Record<string, unknown>;
   /** Clerk accepts 1 to 365. @defaultValue 30 */
   expiresInDays?: number;
+  /**
+   * Not a BAPI parameter: expire this many ms after creation instead (tests of expiry on
+   * time cannot wait a day). Overrides `expiresInDays`.
+   */
+  expiresInMs?: number;
   /** @defaultValue undefined (then `inviter_id` and `public_inviter_data` are null) */
   inviterUserId?: string;
   /** When set, `url` is this with a `__clerk_ticket`. @defaultValue undefined (then `url` is null) */
@@ -46,7 +51,7 @@ export function buildInvitation(
     public_metadata: structuredClone(input.publicMetadata ?? {}),
     private_metadata: structuredClone(input.privateMetadata ?? {}),
     url: redirectUrl ? `${redirectUrl}${redirectUrl.includes('?') ? '&' : '?'}__clerk_ticket=${ticket}` : null,
-    expires_at: ctx.createdAt + days * DAY_MS,
+    expires_at: ctx.createdAt + (input.expiresInMs ?? days * DAY_MS),
     created_at: ctx.createdAt,
     updated_at: ctx.createdAt,
   };

@@ -45,6 +45,9 @@ export class StateFormatError extends Error {
   override name = 'StateFormatError';
 }
 
+/** An invitation's member of the expiries set (scripts/publish.lua, scripts/due.lua). */
+export const expiryMember = (organizationId: string, invitationId: string) => `${organizationId}/${invitationId}`;
+
 /** Digest of an invitation's content, independent of whitespace and escaping in its bytes. */
 export function contentHash(invitation: unknown): string {
   return createHash('sha1').update(JSON.stringify(invitation)).digest('base64url').slice(0, 16);

@@ -23,6 +23,8 @@ export interface MirrorKeys {
   readonly changes: string;
   /** Hash: backfill cursor, last backfill, last reconciliation (JSON). */
   readonly records: string;
+  /** Sorted set: `organization_id/invitation_id` of each pending invitation, scored by its `expires_at`. */
+  readonly expiries: string;
   /** The newest `updated_at` a webhook announced for an invitation. */
   announced(invitationId: string): string;
   /** The run lock of a maintenance kind. */
@@ -39,6 +41,7 @@ export function mirrorKeys(prefix: string = DEFAULT_KEY_PREFIX): MirrorKeys {
     snapshot: `${tag}:state:snapshot`,
     changes: `${tag}:state:changes`,
     records: `${tag}:state:records`,
+    expiries: `${tag}:state:expiries`,
     announced: (invitationId: string) => `${tag}:${SYNC_QUEUE}:announced:${invitationId}`,
     lock: (kind: string) => `${tag}:sync-lock:${kind}`,
   });

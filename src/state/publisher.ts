@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { InvitationJSON } from '../clerk/types.ts';
 import type { Redis } from '../redis/connection.ts';
-import { contentHash, decodeHeader, encodeTail, fieldsOf, type StateSource, type StoredState } from './codec.ts';
+import { contentHash, decodeHeader, encodeTail, expiryMember, fieldsOf, type StateSource, type StoredState } from './codec.ts';
 import type { MirrorKeys } from './keys.ts';
 import { stateScripts, type StateScripts } from './scripts.ts';
 
@@ -79,10 +79,11 @@ function stateArgs(s: InvitationState): (string | number)[] {
   const r = s.receivedAt ?? '';
   if (s.kind === 'present') {
     const inv = s.invitation;
-    return [inv.id, inv.updated_at, '0', s.observedAt, contentHash(inv), encodeTail(fieldsOf(inv, s.source), s.raw ?? JSON.stringify(inv)), r];
+    const expiry = inv.status === 'pending' && typeof inv.expires_at === 'number' ? inv.expires_at : '';
+    return [inv.id, inv.updated_at, '0', s.observedAt, contentHash(inv), encodeTail(fieldsOf(inv, s.source), s.raw ?? JSON.stringify(inv)), r, expiryMember(inv.organization_id, inv.id), expiry];
   }
   const tail = encodeTail({ organizationId: s.organizationId, emailAddress: null, status: null, expiresAt: null, createdAt: null, source: s.source }, null);
-  return [s.id, s.knownUpdatedAt ?? 0, '1', s.observedAt, '', tail, r];
+  return [s.id, s.knownUpdatedAt ?? 0, '1', s.observedAt, '', tail, r, expiryMember(s.organizationId, s.id), ''];
 }
 
 export const stateId = (s: InvitationState) => (s.kind === 'present' ? s.invitation.id : s.id);
@@ -101,7 +102,7 @@ export class StatePublisher {
     const record = o.record ? [o.record.name, o.record.value === undefined ? '' : JSON.stringify(o.record.value)] : ['', ''];
     const args: (string | number)[] = [epochCandidate(), retentionMs, flags, o.expectEpoch ?? '', ...record];
     for (const s of states) args.push(...stateArgs(s));
-    const reply = (await this.scripts.publish([keys.meta, keys.snapshot, keys.changes, keys.records], args)) as [string, string | null, unknown[]];
+    const reply = (await this.scripts.publish([keys.meta, keys.snapshot, keys.changes, keys.records, keys.expiries], args)) as [string, string | null, unknown[]];
     const epoch = reply[1] ?? undefined;
     if (reply[0] === 'epoch_changed') throw new EpochChangedError(epoch);
     const raw = reply[2] ?? [];

@@ -4,8 +4,8 @@ import type { Redis } from '../redis/connection.ts';
 const DIR = new URL('./scripts/', import.meta.url);
 
 /** Number of KEYS each script takes (undefined: given with each call); the file is `scripts/<name>.lua`. */
-const SCRIPTS: Record<string, number | undefined> = { publish: 4, held: undefined, ensure: 1, records: 2 };
-type ScriptName = 'publish' | 'held' | 'ensure' | 'records';
+const SCRIPTS: Record<string, number | undefined> = { publish: 5, held: undefined, ensure: 1, records: 2, due: 1 };
+type ScriptName = 'publish' | 'held' | 'ensure' | 'records' | 'due';
 
 const INCLUDE = /^-- @include (\S+)$/m;
 let sources: Record<ScriptName, string> | undefined;
@@ -28,11 +28,13 @@ type Arg = string | number;
 
 /** The state's scripts as commands of one connection; ioredis sends EVALSHA and falls back to EVAL once per connection. */
 export interface StateScripts {
-  publish(keys: [string, string, string, string], args: Arg[]): Promise<unknown>;
+  publish(keys: [string, string, string, string, string], args: Arg[]): Promise<unknown>;
   /** Three answers per id: stored updated_at, tombstone flag, announced version (null where none). */
   held(keys: string[], args: string[]): Promise<(string | null)[]>;
   ensure(keys: [string], args: [string]): Promise<string[]>;
   records(keys: [string, string], args: Arg[]): Promise<[string, string | null]>;
+  /** Members taken from the expiries set: due at or before args[0] (ms), at most args[1]. */
+  due(keys: [string], args: [number, number]): Promise<string[]>;
 }
 
 const COMMAND = (name: ScriptName) => `cimState${name[0]!.toUpperCase()}${name.slice(1)}`;
@@ -53,5 +55,6 @@ export function stateScripts(redis: Redis): StateScripts {
     held: call('held') as StateScripts['held'],
     ensure: call('ensure') as StateScripts['ensure'],
     records: call('records') as StateScripts['records'],
+    due: call('due') as StateScripts['due'],
   };
 }

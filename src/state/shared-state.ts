@@ -1,5 +1,5 @@
 import type { Redis } from '../redis/connection.ts';
-import { decodeValue, rawEntry, type RawEntry, type StoredState } from './codec.ts';
+import { decodeValue, expiryMember, rawEntry, type RawEntry, type StoredState } from './codec.ts';
 import type { MirrorKeys } from './keys.ts';
 import { EpochChangedError, epochCandidate } from './publisher.ts';
 import { stateScripts, type StateScripts } from './scripts.ts';
@@ -100,6 +100,23 @@ export class SharedState {
       if (batch.length) yield batch;
       if (next === '0') return;
     }
+  }
+
+  /**
+   * Takes (removes and returns) up to `limit` pending invitations whose `expires_at` is at or
+   * before `at`, as `{ organizationId, invitationId }`; two callers never get the same one.
+   */
+  async takeDueExpiries(at: number, limit: number): Promise<{ organizationId: string; invitationId: string }[]> {
+    const members = await this.scripts.due([this.keys.expiries], [at, limit]);
+    return members.flatMap((m) => {
+      const slash = m.indexOf('/');
+      return slash > 0 ? [{ organizationId: m.slice(0, slash), invitationId: m.slice(slash + 1) }] : [];
+    });
+  }
+
+  /** Puts invitations back into the expiries set (their re-fetch could not be queued). */
+  async scheduleExpiries(items: readonly { organizationId: string; invitationId: string }[], at: number): Promise<void> {
+    if (items.length) await this.redis.zadd(this.keys.expiries, ...items.flatMap((i) => [at, expiryMember(i.organizationId, i.invitationId)]));
   }
 
   /** Number of invitations in the snapshot (tombstones included). */

@@ -53,6 +53,9 @@ type FailureHandler = (err: BapiError, job: Job<SyncJobData>) => Promise<never>;
  * without spending an attempt, transient errors retry with backoff, configuration errors
  * fail at once and loudly.
  */
+/** Fetches of an invitation at its expiry that may still answer pending before it is left as it is. */
+const EXPIRY_TRIES = 3;
+
 /** BAPI answered an older state than the event announced: the job retries with its backoff. */
 export class StaleReadError extends Error {
   override name = 'StaleReadError';
@@ -149,6 +152,10 @@ export function createProcessor({ bapi, publish, held, removeOrganization, queue
 
   async function fetchAndPublish(data: InvitationJobData, job: Job<SyncJobData>): Promise<SyncResult> {
     const state = await fetchState(data, job);
+    // Clerk's clock may trail ours by a moment: a few tries after the backoff, then as it is.
+    if (data.reason === 'expiry' && state.kind === 'present' && state.invitation.status === 'pending' && (state.invitation.expires_at ?? Infinity) <= now() && job.attemptsMade < EXPIRY_TRIES) {
+      throw new StaleReadError(`Clerk still says ${data.invitationId} is pending past its expires_at`);
+    }
     // Outside the BAPI error handling: a failed publish (Redis refused it) is not an answer
     // from Clerk, so it fails only this attempt and BullMQ retries the job with backoff.
     return { gone: state.kind === 'gone', outcome: await publish(state) };

@@ -4,14 +4,19 @@
 -- stream, both in this one atomic script. A tombstone (BAPI answered 404) takes the newest
 -- version known, so a late, older state cannot bring the invitation back.
 --
--- KEYS[1] meta, KEYS[2] snapshot, KEYS[3] changes stream, KEYS[4] records
+-- KEYS[1] meta, KEYS[2] snapshot, KEYS[3] changes stream, KEYS[4] records, KEYS[5] expiries
 -- ARGV[1] epoch candidate (used when the state is new)
 -- ARGV[2] stream retention in ms (entries older than that are trimmed, approximately)
 -- ARGV[3] flags: 'd' dry run (compare only, write nothing), 'p' return each previous header
 -- ARGV[4] expected epoch, or '' for any
 -- ARGV[5] record name to write with the states (a backfill cursor), or ''
 -- ARGV[6] its JSON value ('' deletes it)
--- then 7 per state: id, updated_at, gone ('1'/'0'), observed_at, content hash, tail, received_at
+-- then 9 per state: id, updated_at, gone ('1'/'0'), observed_at, content hash, tail, received_at,
+-- expiry member (`organization_id/id`), expires_at if the state is pending (else '')
+--
+-- The expiries set holds each pending invitation whose expiry is still ahead, scored by its
+-- expires_at, so that a worker re-fetches it when it expires (scripts/due.lua). A state that
+-- wins or is confirmed sets it; any other present or gone state removes it.
 --
 -- A stored value is `updated_at|confirmed_at|deleted|hash|tail` where tail is
 -- `fields-json\nraw-json` (state/codec.ts). Each run that changed anything appends one
@@ -25,7 +30,7 @@
 -- Returns {'ok', epoch, outcomes} or {'epoch_changed', epoch}; an outcome is
 -- inserted | updated | unchanged | stale, or {outcome, previous header and fields} with 'p'.
 -- @include epoch.lua
-local meta, snapshot, changes, records = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local meta, snapshot, changes, records, expiries = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local dry = string.find(ARGV[3], 'd', 1, true) ~= nil
 local want_previous = string.find(ARGV[3], 'p', 1, true) ~= nil
 local time, now = clock()
@@ -39,8 +44,9 @@ local RS = '\30'
 local changed = {}
 local outcomes = {}
 
-for i = 7, #ARGV, 7 do
+for i = 7, #ARGV, 9 do
   local id, u, gone, c, h, tail, r = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1', tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  local member, expiry = ARGV[i + 7], ARGV[i + 8]
   local cur = redis.call('HGET', snapshot, id)
   local outcome, value
   if cur then
@@ -76,6 +82,14 @@ for i = 7, #ARGV, 7 do
   if value and not dry then
     redis.call('HSET', snapshot, id, value)
     changed[#changed + 1] = id .. '|' .. r .. '|' .. value
+  end
+  if not dry and outcome ~= 'stale' then
+    -- Only an expiry still ahead: a pending state past its expires_at is not scheduled again.
+    if expiry ~= '' and tonumber(expiry) > now then
+      redis.call('ZADD', expiries, expiry, member)
+    else
+      redis.call('ZREM', expiries, member)
+    end
   end
   if want_previous then
     local previous = false
