@@ -22,6 +22,8 @@ import { mirrorKeys } from './state/keys.ts';
 import { StatePublisher } from './state/publisher.ts';
 import { SharedState } from './state/shared-state.ts';
 import { PipelineStats } from './stats.ts';
+import { BapiCaller } from './maintenance/bapi-call.ts';
+import { SharedRateLimiter } from './maintenance/rate-limiter.ts';
 import { ExpirySweeper } from './worker/expiry.ts';
 import { SyncWorker } from './worker/sync-worker.ts';
 
@@ -144,6 +146,10 @@ export async function startService(o: ServiceOptions): Promise<Service> {
           log,
           stats,
           staleReadWaitMs: config.clerk.staleReadWaitMs,
+          derived: {
+            caller: new BapiCaller({ limiter: new SharedRateLimiter({ connection: stateConnection, keys, rateLimit: config.clerk.rateLimit }), log }),
+            enqueue: (job) => q.enqueue(job),
+          },
         });
         worker.start();
         const expiries = new ExpirySweeper({ state, enqueue: (job) => q.enqueue(job), log });

@@ -26,16 +26,33 @@ export const invitationJobSchema = z.object({
  */
 export const organizationJobSchema = z.object({ kind: z.literal('organization'), ...common });
 
+/** Fields Clerk derives when it reads, from another object: a role's name, the inviting user. */
+export const DERIVED_FIELDS = ['role', 'inviter'] as const;
+
+/**
+ * Re-fetch every invitation whose derived fields come from a changed object: `role` (its
+ * `key`, for `role_name`) or `inviter` (a user id, for `public_inviter_data`). Roles and users
+ * are instance-wide, so no organization.
+ */
+export const derivedJobSchema = z.object({
+  kind: z.literal('derived'),
+  field: z.enum(DERIVED_FIELDS),
+  value: z.string().regex(/^[A-Za-z0-9:_-]{1,100}$/, 'expected a role key or a user id'),
+  receivedAt: common.receivedAt,
+  reason: common.reason,
+});
+
 /** What one sync job carries: what to re-fetch, and why. */
-export const syncJobSchema = z.union([organizationJobSchema, invitationJobSchema]);
+export const syncJobSchema = z.union([organizationJobSchema, derivedJobSchema, invitationJobSchema]);
 
 export type InvitationJobData = z.infer<typeof invitationJobSchema>;
 export type OrganizationJobData = z.infer<typeof organizationJobSchema>;
+export type DerivedJobData = z.infer<typeof derivedJobSchema>;
 export type SyncJobData = z.infer<typeof syncJobSchema>;
 
 /** True for a job about one invitation (every job without a kind). */
 export function isInvitationJob(d: SyncJobData): d is InvitationJobData {
-  return d.kind !== 'organization';
+  return d.kind === undefined || d.kind === 'invitation';
 }
 
 /**
@@ -43,5 +60,6 @@ export function isInvitationJob(d: SyncJobData): d is InvitationJobData {
  * never two fetches of one at once.
  */
 export function syncJobKey(d: SyncJobData): string {
-  return isInvitationJob(d) ? `${d.organizationId}/${d.invitationId}` : `${d.organizationId}/*`;
+  if (isInvitationJob(d)) return `${d.organizationId}/${d.invitationId}`;
+  return d.kind === 'organization' ? `${d.organizationId}/*` : `${d.field}:${d.value}`;
 }

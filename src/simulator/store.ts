@@ -19,8 +19,8 @@ import { organizationName, person } from './seed-data.ts';
 export type { CreateInvitationInput } from './invitation.ts';
 
 export type InvitationEventType = 'organizationInvitation.created' | 'organizationInvitation.accepted' | 'organizationInvitation.revoked';
-/** The webhooks the store sends: invitation events, `organization.deleted` and `role.updated`. */
-export type StoreEventType = InvitationEventType | 'organization.deleted' | 'role.updated';
+/** The webhooks the store sends: invitation events, `organization.deleted`, `role.updated` and `user.updated`. */
+export type StoreEventType = InvitationEventType | 'organization.deleted' | 'role.updated' | 'user.updated';
 
 export interface StoreOptions {
   /** Seeds ids and generated data (not faults: those have their own stream). @defaultValue 1 */
@@ -247,6 +247,28 @@ export class SimulatorStore {
       changed.push(this.view(inv));
     }
     this.onEvent('role.updated', { object: 'role', key, name, updated_at: this.now() });
+    return changed;
+  }
+
+  /**
+   * Changes a user's public data: every invitation they sent shows it in
+   * `public_inviter_data` (derived when Clerk reads) while its `updated_at` stays. Clerk
+   * sends `user.updated`, no invitation event. Returns the invitations it changed.
+   */
+  updateUser(userId: string, patch: { firstName?: string | null; lastName?: string | null }): SimInvitationJSON[] {
+    this.sweep();
+    const data = { ...this.inviter(userId) };
+    if (patch.firstName !== undefined) data.first_name = patch.firstName;
+    if (patch.lastName !== undefined) data.last_name = patch.lastName;
+    this.inviters.set(userId, data);
+    const changed: SimInvitationJSON[] = [];
+    for (const inv of this.invitations.values()) {
+      if (inv.inviter_id !== userId) continue;
+      inv.public_inviter_data = structuredClone(data);
+      this.remember(inv);
+      changed.push(this.view(inv));
+    }
+    this.onEvent('user.updated', { object: 'user', id: userId, first_name: data.first_name, last_name: data.last_name, updated_at: this.now() });
     return changed;
   }
 

@@ -108,7 +108,8 @@ export function decodeHeader(id: string, header: string): Omit<StoredState, 'raw
   return rest;
 }
 
-function safeJson(text: string): unknown {
+/** `JSON.parse`, or undefined for text that is not JSON. */
+export function safeJson(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch {

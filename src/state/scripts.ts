@@ -4,8 +4,8 @@ import type { Redis } from '../redis/connection.ts';
 const DIR = new URL('./scripts/', import.meta.url);
 
 /** Number of KEYS each script takes (undefined: given with each call); the file is `scripts/<name>.lua`. */
-const SCRIPTS: Record<string, number | undefined> = { publish: 5, held: undefined, ensure: 1, records: 2, due: 1 };
-type ScriptName = 'publish' | 'held' | 'ensure' | 'records' | 'due';
+const SCRIPTS: Record<string, number | undefined> = { publish: 5, held: undefined, ensure: 1, records: 2, due: 1, find: 1 };
+type ScriptName = 'publish' | 'held' | 'ensure' | 'records' | 'due' | 'find';
 
 const INCLUDE = /^-- @include (\S+)$/m;
 let sources: Record<ScriptName, string> | undefined;
@@ -35,6 +35,8 @@ export interface StateScripts {
   records(keys: [string, string], args: Arg[]): Promise<[string, string | null]>;
   /** Members taken from the expiries set: due at or before args[0] (ms), at most args[1]. */
   due(keys: [string], args: [number, number]): Promise<string[]>;
+  /** One HSCAN page of live states whose value contains args[2]: next cursor, then id/value pairs. */
+  find(keys: [string], args: [string, number, string]): Promise<[string, string[]]>;
 }
 
 const COMMAND = (name: ScriptName) => `cimState${name[0]!.toUpperCase()}${name.slice(1)}`;
@@ -56,5 +58,6 @@ export function stateScripts(redis: Redis): StateScripts {
     ensure: call('ensure') as StateScripts['ensure'],
     records: call('records') as StateScripts['records'],
     due: call('due') as StateScripts['due'],
+    find: call('find') as StateScripts['find'],
   };
 }

@@ -119,6 +119,21 @@ export class SharedState {
     if (items.length) await this.redis.zadd(this.keys.expiries, ...items.flatMap((i) => [at, expiryMember(i.organizationId, i.invitationId)]));
   }
 
+  /**
+   * Live states whose stored value contains `text`, found by Redis page by page (only the
+   * matches travel). A match may hold `text` anywhere in its value: check the field you mean.
+   */
+  async *findContaining(text: string, count = 1000): AsyncGenerator<StoredState[]> {
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.scripts.find([this.keys.snapshot], [cursor, count, text]);
+      const batch: StoredState[] = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) batch.push(decodeValue(flat[i]!, flat[i + 1]!));
+      if (batch.length) yield batch;
+      cursor = next;
+    } while (cursor !== '0');
+  }
+
   /** Number of invitations in the snapshot (tombstones included). */
   size(): Promise<number> {
     return this.redis.hlen(this.keys.snapshot);

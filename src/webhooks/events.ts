@@ -33,6 +33,23 @@ const organizationDeleted: EventHandler = (event, receivedAt) => {
   return { kind: 'organization', organizationId: parsed.data.id, receivedAt, reason: event.type };
 };
 
+const roleEventData = z.looseObject({ key: z.string().regex(/^[A-Za-z0-9:_-]{1,100}$/) });
+const userEventData = z.looseObject({ id: clerkId('user') });
+
+/** A role renamed or deleted: the `role_name` of its invitations changes without their `updated_at`. */
+const roleChanged: EventHandler = (event, receivedAt) => {
+  const parsed = roleEventData.safeParse(event.data);
+  if (!parsed.success) throw new InvalidEventError(`${event.type} without a valid data.key`);
+  return { kind: 'derived', field: 'role', value: parsed.data.key, receivedAt, reason: event.type };
+};
+
+/** A user changed or deleted: the `public_inviter_data` of the invitations they sent changes. */
+const inviterChanged: EventHandler = (event, receivedAt) => {
+  const parsed = userEventData.safeParse(event.data);
+  if (!parsed.success) throw new InvalidEventError(`${event.type} without a valid data.id`);
+  return { kind: 'derived', field: 'inviter', value: parsed.data.id, receivedAt, reason: event.type };
+};
+
 /**
  * Event types the mirror acts on. Every other Clerk event type is acknowledged and counted,
  * never refused: a refusal makes Svix retry it for days and then disable the endpoint.
@@ -42,6 +59,10 @@ export const eventHandlers: Readonly<Record<string, EventHandler>> = Object.free
   'organizationInvitation.accepted': invitationEvent,
   'organizationInvitation.revoked': invitationEvent,
   'organization.deleted': organizationDeleted,
+  'role.updated': roleChanged,
+  'role.deleted': roleChanged,
+  'user.updated': inviterChanged,
+  'user.deleted': inviterChanged,
 });
 
 export class InvalidEventError extends Error {

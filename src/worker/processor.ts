@@ -2,7 +2,8 @@ import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import { BapiRateLimitedError, classifyError, type BapiError } from '../clerk/bapi-errors.ts';
 import type { BapiClient } from '../clerk/client.ts';
 import type { Logger } from '../logger.ts';
-import { isInvitationJob, syncJobSchema, type InvitationJobData, type OrganizationJobData, type SyncJobData } from '../queue/job.ts';
+import { isInvitationJob, syncJobSchema, type DerivedJobData, type InvitationJobData, type OrganizationJobData, type SyncJobData } from '../queue/job.ts';
+import type { RefreshResult } from './derived.ts';
 import type { InvitationState, PublishOutcome } from '../state/publisher.ts';
 import type { Held } from '../state/shared-state.ts';
 import type { PipelineStats } from '../stats.ts';
@@ -21,6 +22,8 @@ export interface ProcessorDeps {
    * has, and says how many; without it an organization job only checks with Clerk.
    */
   removeOrganization?: (organizationId: string, receivedAt: number) => Promise<number>;
+  /** Re-fetches the invitations whose derived fields a changed role or user sets (worker/derived.ts). */
+  refreshDerived?: (job: DerivedJobData) => Promise<RefreshResult>;
   /** The queue the worker consumes: a 429 pauses all of it, for every worker. */
   queue: Queue<SyncJobData>;
   log: Logger;
@@ -43,6 +46,8 @@ export interface SyncResult {
   skipped?: boolean;
   /** Organization jobs: how many invitations were tombstoned because Clerk no longer has the organization. */
   removed?: number;
+  /** Derived-field jobs: what was found and fetched. */
+  refreshed?: RefreshResult;
 }
 
 type FailureHandler = (err: BapiError, job: Job<SyncJobData>) => Promise<never>;
@@ -61,7 +66,7 @@ export class StaleReadError extends Error {
   override name = 'StaleReadError';
 }
 
-export function createProcessor({ bapi, publish, held, removeOrganization, queue, log, stats, staleReadWaitMs = 30_000, now = Date.now }: ProcessorDeps) {
+export function createProcessor({ bapi, publish, held, removeOrganization, refreshDerived, queue, log, stats, staleReadWaitMs = 30_000, now = Date.now }: ProcessorDeps) {
   let warnedAboutCredentials = false;
   let lastStaleWarning = 0;
 
@@ -192,11 +197,18 @@ export function createProcessor({ bapi, publish, held, removeOrganization, queue
     return { outcome: removed > 0 ? 'updated' : 'unchanged', gone: true, removed };
   }
 
+  async function syncDerived(data: DerivedJobData, job: Job<SyncJobData>): Promise<SyncResult> {
+    if (!refreshDerived) return { outcome: 'unchanged', gone: false };
+    const refreshed = await refreshDerived(data);
+    log.info({ jobId: job.id, reason: data.reason, field: data.field, ...refreshed }, 'refreshed the invitations a changed role or user derives fields from');
+    return { outcome: refreshed.matched ? 'updated' : 'unchanged', gone: false, refreshed };
+  }
+
   return async function process(job: Job<SyncJobData>): Promise<SyncResult> {
     const parsed = syncJobSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`malformed job data: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
     const data = parsed.data;
-    const result = isInvitationJob(data) ? await syncInvitation(data, job) : await syncOrganization(data, job);
+    const result = isInvitationJob(data) ? await syncInvitation(data, job) : data.kind === 'organization' ? await syncOrganization(data, job) : await syncDerived(data, job);
     stats.jobs.completed++;
     stats.lag(now() - data.receivedAt);
     return result;

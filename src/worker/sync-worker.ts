@@ -7,10 +7,18 @@ import type { Held, SharedState } from '../state/shared-state.ts';
 import { TurnBatcher } from '../state/turn-batcher.ts';
 import type { Redis } from '../redis/connection.ts';
 import { jitteredBackoff, type BackoffOptions } from './backoff.ts';
+import type { BapiCaller } from '../maintenance/bapi-call.ts';
+import type { InvitationJobData } from '../queue/job.ts';
+import { refreshDerived } from './derived.ts';
 import { removeOrganization } from './organization.ts';
 import { createProcessor, type ProcessorDeps, type SyncResult } from './processor.ts';
 
-export interface SyncWorkerOptions extends Omit<ProcessorDeps, 'publish' | 'held' | 'removeOrganization'> {
+export interface SyncWorkerOptions extends Omit<ProcessorDeps, 'publish' | 'held' | 'removeOrganization' | 'refreshDerived'> {
+  /**
+   * For jobs that fetch many invitations (a renamed role): list pages go through the shared
+   * budget, single re-fetches through the queue. Without them such jobs only log.
+   */
+  derived?: { caller: BapiCaller; enqueue: (job: InvitationJobData) => Promise<void> };
   /** Where fetched states go; the publishes of one turn's jobs share one script run. */
   publisher: StatePublisher;
   /** For the skip rule; the reads of one turn's jobs share one script run. */
@@ -32,7 +40,7 @@ export interface SyncWorkerOptions extends Omit<ProcessorDeps, 'publish' | 'held
 export class SyncWorker {
   readonly worker: Worker<SyncJobData, SyncResult>;
 
-  constructor({ connection, keys, rateLimit, concurrency = 8, backoff, publisher, state, ...deps }: SyncWorkerOptions) {
+  constructor({ connection, keys, rateLimit, concurrency = 8, backoff, publisher, state, derived, ...deps }: SyncWorkerOptions) {
     const strategy = jitteredBackoff(backoff);
     const publishes = new TurnBatcher<InvitationState, PublishOutcome>(async (states) => (await publisher.publish(states)).outcomes);
     const holds = new TurnBatcher<string, Held>((ids) => state.held(ids));
@@ -41,6 +49,7 @@ export class SyncWorker {
       publish: (s) => publishes.call(s),
       held: (id) => holds.call(id),
       removeOrganization: (organizationId, receivedAt) => removeOrganization({ state, publisher }, organizationId, receivedAt),
+      refreshDerived: derived && ((job) => refreshDerived({ state, publisher, bapi: deps.bapi, ...derived }, job)),
     });
     this.worker = new Worker<SyncJobData, SyncResult>(SYNC_QUEUE, processor, {
       connection,

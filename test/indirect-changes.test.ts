@@ -5,13 +5,15 @@ import { createReplica, type ReplicaMirror } from '../src/replica/create.ts';
 import { tempDir } from './helpers/fixtures.ts';
 import { settle, signed, startHarness, type Harness } from './helpers/pipeline.ts';
 
-// Clerk sends organization.deleted and no event for the organization's invitations, which BAPI
-// 404s from then on. Every replica must answer 404 for them too, for one BAPI call.
+// Changes Clerk makes to invitations without an invitation event: an organization deleted
+// (BAPI 404s its invitations from then on), a role renamed or a user changed (Clerk derives
+// role_name and public_inviter_data when it reads). Every replica must follow, cheaply.
 const tmp = tempDir();
 let h: Harness;
 let second: ReplicaMirror;
 const GET_ORGANIZATION = 'GET /v1/organizations/:organization_id';
 const GET_INVITATION = 'GET /v1/organizations/:organization_id/invitations/:invitation_id';
+const LIST = 'GET /v1/organizations/:organization_id/invitations';
 
 beforeAll(async () => {
   h = await startHarness({ redisDb: 13, dir: tmp.path });
@@ -95,6 +97,72 @@ describe('organization.deleted', () => {
     for (const data of [{ object: 'organization', deleted: true }, { id: '../org_x' }, { id: 'user_123' }]) {
       const s = signed({ type: 'organization.deleted', object: 'event', data });
       expect((await fetch(h.webhookUrl, { method: 'POST', headers: s.headers, body: s.body })).status).toBe(400);
+    }
+    expect(await h.queue.getJobCounts('waiting', 'delayed', 'active', 'completed', 'failed')).toStrictEqual(before);
+  });
+});
+
+describe('role.updated', () => {
+  it("refreshes the renamed role's invitations in every replica, by list pages where that costs fewer calls", async () => {
+    const many = h.sim.store.createOrganization().id;
+    const few = h.sim.store.createOrganization().id;
+    const admins = [
+      ...Array.from({ length: 12 }, (_, i) => h.sim.store.createInvitation(many, { emailAddress: `admin${i}.many@example.com`, role: 'org:lead' })),
+      h.sim.store.createInvitation(few, { emailAddress: 'admin.few@example.com', role: 'org:lead' }),
+    ];
+    const members = Array.from({ length: 5 }, (_, i) => h.sim.store.createInvitation(many, { emailAddress: `member${i}.many@example.com` }));
+    await settle(h);
+    const before = new Map(admins.map((a) => [a.id, a.updated_at]));
+    h.sim.resetStats();
+
+    h.sim.store.renameRole('org:lead', 'Team leads');
+    await settle(h);
+    const local = mirrorOver(h.service.mirror!);
+    await waitFor(async () => (await second.getOrganizationInvitation({ organizationId: few, invitationId: admins.at(-1)!.id })).roleName === 'Team leads', 'the second replica');
+    for (const m of [local, second]) {
+      for (const a of admins) {
+        const got = await m.getOrganizationInvitation({ organizationId: a.organization_id, invitationId: a.id });
+        expect(got.roleName).toBe('Team leads');
+        expect(got.updatedAt).toBe(before.get(a.id));
+      }
+      for (const inv of members) expect((await m.getOrganizationInvitation({ organizationId: many, invitationId: inv.id })).roleName).toBe('Member');
+    }
+    // One list page for the organization with twelve, one GET for the one with one: not thirteen GETs.
+    const calls = h.sim.stats().byRoute;
+    expect(calls[LIST]).toBe(1);
+    expect(calls[GET_INVITATION]).toBe(1);
+    expect(h.logs()).toMatch(/refreshed the invitations a changed role or user derives fields from/);
+  });
+
+  it("user.updated refreshes public_inviter_data of the invitations the user sent, and only those", async () => {
+    const org = h.sim.store.createOrganization().id;
+    const inviter = 'user_2sentInvitations0001';
+    const sent = Array.from({ length: 4 }, (_, i) => h.sim.store.createInvitation(org, { emailAddress: `sent${i}@example.com`, inviterUserId: inviter }));
+    const other = h.sim.store.createInvitation(org, { emailAddress: 'other@example.com', inviterUserId: 'user_2someoneElse000001' });
+    await settle(h);
+    h.sim.resetStats();
+    h.sim.store.updateUser(inviter, { firstName: 'Ada', lastName: 'Lovelace' });
+    await settle(h);
+    const local = mirrorOver(h.service.mirror!);
+    await waitFor(async () => ((await second.getOrganizationInvitation({ organizationId: org, invitationId: sent[0]!.id })).raw as { public_inviter_data?: { first_name?: string } }).public_inviter_data?.first_name === 'Ada', 'the second replica');
+    for (const m of [local, second]) {
+      for (const inv of sent) expect((await m.getOrganizationInvitation({ organizationId: org, invitationId: inv.id })).raw).toStrictEqual(h.sim.store.getInvitation(inv.id));
+      expect((await m.getOrganizationInvitation({ organizationId: org, invitationId: other.id })).raw).toStrictEqual(h.sim.store.getInvitation(other.id));
+    }
+    expect(h.sim.stats().byRoute[LIST]).toBe(1);
+    expect(h.sim.stats().byRoute[GET_INVITATION] ?? 0).toBe(0);
+  });
+
+  it('refuses a role or user event without a valid key or id, before the queue', async () => {
+    const before = await h.queue.getJobCounts('waiting', 'delayed', 'active', 'completed', 'failed');
+    for (const [type, data] of [
+      ['role.updated', { object: 'role', name: 'x' }],
+      ['role.deleted', { key: '../../etc' }],
+      ['user.updated', { id: 'org_123' }],
+      ['user.deleted', {}],
+    ] as const) {
+      const s = signed({ type, object: 'event', data });
+      expect((await fetch(h.webhookUrl, { method: 'POST', headers: s.headers, body: s.body })).status, type).toBe(400);
     }
     expect(await h.queue.getJobCounts('waiting', 'delayed', 'active', 'completed', 'failed')).toStrictEqual(before);
   });
