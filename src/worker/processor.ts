@@ -200,7 +200,8 @@ export function createProcessor({ bapi, publish, held, removeOrganization, refre
   async function syncDerived(data: DerivedJobData, job: Job<SyncJobData>): Promise<SyncResult> {
     if (!refreshDerived) return { outcome: 'unchanged', gone: false };
     const refreshed = await refreshDerived(data);
-    log.info({ jobId: job.id, reason: data.reason, field: data.field, ...refreshed }, 'refreshed the invitations a changed role or user derives fields from');
+    // Most user events concern users who invited nobody: not worth an info line each.
+    log[refreshed.matched ? 'info' : 'debug']({ jobId: job.id, reason: data.reason, field: data.field, ...refreshed }, 'refreshed the invitations a changed role or user derives fields from');
     return { outcome: refreshed.matched ? 'updated' : 'unchanged', gone: false, refreshed };
   }
 
