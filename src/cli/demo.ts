@@ -175,13 +175,18 @@ async function runDemo(o: DemoOptions): Promise<number> {
 
     const lookupsPerSecond = measureLookups(config.mirrorDbPath, rows.map((r) => ({ id: r.id, org: JSON.parse(r.raw).organization_id as string })));
     const st = service.stats;
-    const accepted = st.webhooksWith('accepted');
+    const acceptedOf = (typePrefix: string) => [...st.webhooks].reduce((n, [k, v]) => (k.startsWith(`accepted:${typePrefix}`) ? n + v : n), 0);
+    // Organization, role and user events change invitations indirectly; they are not invitation events.
+    const accepted = acceptedOf('organizationInvitation.');
+    const indirect = st.webhooksWith('accepted') - accepted;
     const simStats = sim.stats();
     const calls = simStats.byRoute['GET /v1/organizations/:organization_id/invitations/:invitation_id'] ?? 0;
     const fmt = (n: number | undefined) => (n === undefined ? '-' : `${Math.round(n)} ms`);
     say('');
     say('Summary');
-    say(`  webhooks delivered      ${simStats.delivery.delivered} (${simStats.delivery.duplicated} duplicated, ${st.webhooksWith('ignored')} of other Clerk event types acknowledged and ignored)`);
+    say(
+      `  webhooks delivered      ${simStats.delivery.delivered} (${simStats.delivery.duplicated} duplicated, ${st.webhooksWith('ignored')} of other Clerk event types acknowledged and ignored, ${indirect} organization, role or user events acted on)`,
+    );
     say(`  invitation events       ${accepted} accepted, ${st.webhooksWith('rejected')} rejected, ${st.webhooksWith('unavailable')} answered 503`);
     say(`  sync jobs               ${st.jobs.completed} completed (${st.jobs.skipped} without a BAPI call: the shared state already held that version), ${st.jobs.retried} retried, ${st.jobs.failed} failed`);
     say(`  BAPI calls              ${calls} (${accepted ? (calls / accepted).toFixed(2) : '-'} per invitation event, ${simStats.rateLimited} answered 429)`);
