@@ -16,16 +16,18 @@ const SQLITE_CACHE_MIB = 64;
 const SAMPLE_MS = 10_000;
 
 describe.skipIf(!CHAOS)('soak', () => {
-  const tmp = scratchDir('soak');
+  // Made when the test runs: a skipped suite's afterAll never runs, and `npm test` skips this one.
+  let tmp: ReturnType<typeof scratchDir> | undefined;
   const creds = credentials();
   let redis: RedisProc | undefined;
   let sim: Simulator | undefined;
   let service: ServiceProc | undefined;
   let q: ReturnType<typeof queueOf> | undefined;
 
-  afterAll(() => releaseScenario(tmp, { q, services: [service], sim, redis }));
+  afterAll(() => (tmp ? releaseScenario(tmp, { q, services: [service], sim, redis }) : undefined));
 
   it(`${EVENTS} events: anonymous RSS within 20% after warm-up, mirror equals truth`, { timeout: 4 * 3600_000 }, async () => {
+    tmp = scratchDir('soak');
     redis = await startRedis(join(tmp.path, 'redis'), { fsync: 'everysec' });
     sim = await startSim(creds);
     const dbPath = join(tmp.path, 'mirror.db');
