@@ -1,3 +1,4 @@
+import { packageVersion } from './clerk/client.ts';
 import { ConfigError } from './config.ts';
 import { scrub } from './logger.ts';
 import { UsageError } from './cli/command.ts';
@@ -17,7 +18,7 @@ A local mirror of a Clerk instance's organization invitations.
 Commands:
 ${list}
 
-Run \`${BIN} <command> --help\` for a command's options.`;
+Run \`${BIN} <command> --help\` for a command's options, \`${BIN} --version\` for the version.`;
 }
 
 export async function main(argv: string[], env: Record<string, string | undefined>): Promise<number> {
@@ -25,6 +26,10 @@ export async function main(argv: string[], env: Record<string, string | undefine
   if (!name || name === '-h' || name === '--help' || name === 'help') {
     console.log(overview());
     return name ? 0 : 2;
+  }
+  if (name === '--version' || name === '-V' || name === 'version') {
+    console.log(`${BIN} ${packageVersion()} (node ${process.versions.node})`);
+    return 0;
   }
   const command = commands[name];
   if (!command) {

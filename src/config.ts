@@ -61,12 +61,19 @@ export const envSchema = z.object({
   PORT: withDefault(port('a TCP port number from 0 to 65535'), 8080),
   HOST: withDefault(z.string().min(1, 'expected a host name or IP address to listen on'), '127.0.0.1'),
   MIRROR_API_KEY: optional(z.string().min(24, 'expected a bearer token of at least 24 characters')),
-  LOG_LEVEL: withDefault(z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }), 'info'),
+  // Case-insensitive: INFO and Info mean info, as in most tools.
+  LOG_LEVEL: withDefault(z.preprocess((v) => (typeof v === 'string' ? v.toLowerCase() : v), z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` })), 'info'),
   BAPI_RATE_LIMIT: optional(positiveInt('a whole number of BAPI requests per BAPI_RATE_WINDOW_MS')),
   BAPI_RATE_WINDOW_MS: withDefault(positiveInt('a window length in milliseconds'), 10_000),
   BAPI_TIMEOUT_MS: withDefault(positiveInt('a request timeout in milliseconds'), 10_000),
   STALE_READ_WAIT_MS: withDefault(nonNegativeInt('a wait in milliseconds, or 0 to publish at once'), 30_000),
-  RECONCILE_INTERVAL_MS: withDefault(nonNegativeInt('an interval in milliseconds, or 0 for no schedule'), 3_600_000),
+  // A run lists every page of BAPI: an interval under a minute would spend the budget on repairs.
+  RECONCILE_INTERVAL_MS: withDefault(
+    nonNegativeInt('an interval in milliseconds of at least 60000, or 0 for no schedule').refine((n) => n === 0 || n >= 60_000, {
+      error: 'expected an interval in milliseconds of at least 60000, or 0 for no schedule',
+    }),
+    3_600_000,
+  ),
   RECONCILE_MAX_AGE_MS: withDefault(positiveInt('an age in milliseconds'), 86_400_000),
   REDIS_KEY_PREFIX: withDefault(
     z.string().regex(KEY_PREFIX_PATTERN, 'expected 1 to 64 letters, digits, dots, colons, dashes or underscores (no braces)'),
@@ -171,12 +178,12 @@ export const envDescriptions: Record<EnvName, string> = {
   PORT: 'HTTP port (default 8080)',
   HOST: 'HTTP listen address (default 127.0.0.1)',
   MIRROR_API_KEY: 'bearer token for the read API (24+ characters); CLERK_SECRET_KEY is accepted too',
-  LOG_LEVEL: 'fatal, error, warn, info (default), debug, trace or silent',
+  LOG_LEVEL: 'fatal, error, warn, info (default), debug, trace or silent (any case)',
   BAPI_RATE_LIMIT: 'BAPI requests per window shared by all workers (default 90% of 1000 for sk_live_, of 100 for sk_test_)',
   BAPI_RATE_WINDOW_MS: 'length of that window in ms (default 10000)',
   BAPI_TIMEOUT_MS: 'timeout of one BAPI request in ms (default 10000)',
   STALE_READ_WAIT_MS: 'when BAPI answers an older state than the webhook announced, fetch again (with backoff) for this long after the event before publishing its newest answer, in ms (default 30000; 0 publishes at once)',
-  RECONCILE_INTERVAL_MS: 'how often the scheduled reconciliation runs, in ms (default 3600000, hourly); 0 turns automatic maintenance off: no schedule and no automatic backfill of an unfilled shared state (the commands still work)',
+  RECONCILE_INTERVAL_MS: 'how often the scheduled reconciliation runs, in ms, at least 60000 (default 3600000, hourly); 0 turns automatic maintenance off: no schedule and no automatic backfill of an unfilled shared state (the commands still work)',
   RECONCILE_MAX_AGE_MS: 'reconciliation re-fetches invitations Clerk has not confirmed for this long, in ms (default 86400000)',
   REDIS_KEY_PREFIX: 'prefix (and Cluster hash tag) of every Redis key, so several mirrors can share one Redis (default clerk-invitation-mirror)',
   CHANGE_STREAM_RETENTION_MS: 'how long the change stream keeps a change, in ms; a replica offline for longer reloads the snapshot (default 129600000, 36 h)',

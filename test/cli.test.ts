@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { cpSync, readdirSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -22,6 +22,15 @@ async function cli(args: string[], env: Record<string, string> = {}) {
 }
 
 describe('clerk-invitation-mirror binary', () => {
+  it('prints its version (package.json) with --version', async () => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V', 'version']) {
+      const r = await cli([flag]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe(`clerk-invitation-mirror ${version} (node ${process.versions.node})\n`);
+    }
+  });
+
   it('lists every command in --help', async () => {
     const r = await cli(['--help']);
     expect(r.code).toBe(0);

@@ -66,12 +66,21 @@ describe('loadConfig', () => {
     ['PORT', '70000', /TCP port/],
     ['MIRROR_API_KEY', 'short', /24 characters/],
     ['LOG_LEVEL', 'loud', /one of fatal, error/],
+    ['RECONCILE_INTERVAL_MS', '1', /at least 60000, or 0/],
+    ['RECONCILE_INTERVAL_MS', '59999', /at least 60000, or 0/],
   ])('rejects %s=%s with one line naming it', (name, value, expected) => {
     const err = errorOf(() => loadConfig({ ...valid, [name]: value }));
     expect(err.variable).toBe(name);
     expect(err.message.startsWith(`${name}: `)).toBe(true);
     expect(err.message).toMatch(expected);
     expect(err.message).not.toContain('\n');
+  });
+
+  it('reads LOG_LEVEL in any case, and takes 0 or a minute or more for RECONCILE_INTERVAL_MS', () => {
+    expect(loadConfig({ ...valid, LOG_LEVEL: 'INFO' }).logLevel).toBe('info');
+    expect(loadConfig({ ...valid, LOG_LEVEL: 'Debug' }).logLevel).toBe('debug');
+    expect(loadConfig({ ...valid, RECONCILE_INTERVAL_MS: '0' }).reconcile.intervalMs).toBe(0);
+    expect(loadConfig({ ...valid, RECONCILE_INTERVAL_MS: '60000' }).reconcile.intervalMs).toBe(60_000);
   });
 
   it('names a required variable that is missing', () => {

@@ -21,6 +21,17 @@ describe('README', () => {
   });
 });
 
+describe('LICENSE', () => {
+  it("is the license package.json names (npm packs it whatever `files` says)", () => {
+    const pkg = JSON.parse(read('package.json')) as { license: string };
+    expect(pkg.license).toBe('MIT');
+    const text = read('LICENSE');
+    expect(text.split('\n')[0]).toBe('MIT License');
+    expect(text).toMatch(/^Copyright \(c\) \d{4} /m);
+    expect(text).toContain('Permission is hereby granted, free of charge');
+  });
+});
+
 describe('test/fixtures', () => {
   it.skipIf(!existsSync(SHARED_FIXTURES))('are byte-for-byte copies of ../shared/fixtures', () => {
     const shared = readdirSync(SHARED_FIXTURES).filter((f) => f.endsWith('.json')).sort();

@@ -294,7 +294,8 @@ function networkCode(err: unknown): string {
   return 'unknown error';
 }
 
-function packageVersion(): string {
+/** This package's version (package.json), or 0.0.0 when it cannot be read. */
+export function packageVersion(): string {
   try {
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
     return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
