@@ -10,8 +10,18 @@ export class ConfigError extends Error {
   constructor(
     readonly variable: string,
     readonly expected: string,
+    /** Every other bad or missing variable, so one start-up names them all. */
+    readonly others: readonly { variable: string; expected: string }[] = [],
   ) {
-    super(`${variable}: ${expected}`);
+    super([{ variable, expected }, ...others].map((p) => `${p.variable}: ${p.expected}`).join('; '));
+  }
+
+  /** The same problems with `hint` appended to the last one's text. */
+  withHint(hint: string): ConfigError {
+    const all = [{ variable: this.variable, expected: this.expected }, ...this.others];
+    const last = all.at(-1)!;
+    all[all.length - 1] = { ...last, expected: `${last.expected}; ${hint}` };
+    return new ConfigError(all[0]!.variable, all[0]!.expected, all.slice(1));
   }
 }
 
@@ -133,19 +143,27 @@ export function defaultRateLimit(secretKey: string | undefined): number {
  * Parses the environment once into a frozen Config. Pure: it reads only `env`.
  * `require` names variables that must be set for the part being started.
  *
- * @throws ConfigError naming the first bad or missing variable.
+ * @throws ConfigError naming every bad or missing variable, in one line.
  */
 export function loadConfig(env: Record<string, string | undefined>, options: { require?: readonly EnvName[] } = {}): Config {
   const parsed = envSchema.safeParse(env);
+  const problems: { variable: string; expected: string }[] = [];
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const variable = String(issue.path[0] ?? 'environment');
-    const expected = issue.code === 'invalid_type' && env[variable] === undefined ? 'is required' : issue.message;
-    throw new ConfigError(variable, expected);
+    for (const issue of parsed.error.issues) {
+      const variable = String(issue.path[0] ?? 'environment');
+      if (problems.some((p) => p.variable === variable)) continue;
+      problems.push({ variable, expected: issue.code === 'invalid_type' && env[variable] === undefined ? 'is required' : issue.message });
+    }
   }
   const e = parsed.data;
   for (const name of options.require ?? []) {
-    if (e[name] === undefined) throw new ConfigError(name, `is required (${describe(name)})`);
+    if ((e ? e[name] === undefined : !env[name]?.trim()) && !problems.some((p) => p.variable === name)) {
+      problems.push({ variable: name, expected: `is required (${describe(name)})` });
+    }
+  }
+  if (problems.length || !e) {
+    const [first, ...others] = problems;
+    throw new ConfigError(first!.variable, first!.expected, others);
   }
   return deepFreeze({
     clerk: {

@@ -83,6 +83,14 @@ describe('loadConfig', () => {
     expect(loadConfig({ ...valid, RECONCILE_INTERVAL_MS: '60000' }).reconcile.intervalMs).toBe(60_000);
   });
 
+  it('names every bad or missing variable in one line', () => {
+    const err = errorOf(() => loadConfig({ PORT: 'eighty', LOG_LEVEL: 'loud' }, { require: ['CLERK_SECRET_KEY', 'CLERK_WEBHOOK_SIGNING_SECRET'] }));
+    expect(err.variable).toBe('PORT');
+    expect([err.variable, ...err.others.map((o) => o.variable)].sort()).toEqual(['CLERK_SECRET_KEY', 'CLERK_WEBHOOK_SIGNING_SECRET', 'LOG_LEVEL', 'PORT']);
+    expect(err.message).not.toContain('\n');
+    for (const name of ['PORT: expected', 'LOG_LEVEL: expected one of', 'CLERK_SECRET_KEY: is required', 'CLERK_WEBHOOK_SIGNING_SECRET: is required']) expect(err.message).toContain(name);
+  });
+
   it('names a required variable that is missing', () => {
     const err = errorOf(() => loadConfig({}, { require: ['CLERK_WEBHOOK_SIGNING_SECRET'] }));
     expect(err.message).toMatch(/^CLERK_WEBHOOK_SIGNING_SECRET: is required/);

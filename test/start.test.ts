@@ -39,6 +39,9 @@ describe('start: refusing to run', () => {
     const lines = r.output.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^clerk-invitation-mirror start: CLERK_(WEBHOOK_SIGNING_SECRET|SECRET_KEY): .*`npm run demo`/);
+    // Every missing variable at once, not one per attempt.
+    expect(lines[0]).toMatch(/CLERK_SECRET_KEY: is required/);
+    expect(lines[0]).toMatch(/CLERK_WEBHOOK_SIGNING_SECRET: is required/);
   });
 
   it('with a malformed secret key: one line saying what is expected', async () => {

@@ -49,8 +49,8 @@ Options:
     try {
       config = loadConfig(env, { require });
     } catch (err) {
-      if (err instanceof ConfigError && err.variable.startsWith('CLERK_')) {
-        throw new ConfigError(err.variable, `${err.expected}; to try the mirror without a Clerk account, run \`npm run demo\``);
+      if (err instanceof ConfigError && [err.variable, ...err.others.map((o) => o.variable)].some((v) => v.startsWith('CLERK_'))) {
+        throw err.withHint('to try the mirror without a Clerk account, run `npm run demo`');
       }
       throw err;
     }
