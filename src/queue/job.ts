@@ -26,6 +26,9 @@ export const invitationJobSchema = z.object({
  */
 export const organizationJobSchema = z.object({ kind: z.literal('organization'), ...common });
 
+/** A role key (`org:admin`) or a user id: what names the object a derived field comes from. */
+export const DERIVED_SOURCE = /^[A-Za-z0-9:_-]{1,100}$/;
+
 /** Fields Clerk derives when it reads, from another object: a role's name, the inviting user. */
 export const DERIVED_FIELDS = ['role', 'inviter'] as const;
 
@@ -37,7 +40,7 @@ export const DERIVED_FIELDS = ['role', 'inviter'] as const;
 export const derivedJobSchema = z.object({
   kind: z.literal('derived'),
   field: z.enum(DERIVED_FIELDS),
-  value: z.string().regex(/^[A-Za-z0-9:_-]{1,100}$/, 'expected a role key or a user id'),
+  value: z.string().regex(DERIVED_SOURCE, 'expected a role key or a user id'),
   receivedAt: common.receivedAt,
   reason: common.reason,
 });

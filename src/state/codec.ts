@@ -143,8 +143,8 @@ const RS = 0x1e;
 /**
  * A stream entry as read, its changes not decoded yet: `body` is the `e` field's bytes,
  * `previous␞lastSeq␞id|received_at|value␞…` (scripts/publish.lua), and `recordsAt` the
- * offset of its first record. Decoding the records is left to whoever writes them (a
- * replica's writer thread).
+ * offset of its first record. The records are decoded where they are written, so a read
+ * passes bytes along without turning every record into strings first.
  */
 export interface RawEntry {
   streamId: string;
@@ -152,7 +152,7 @@ export interface RawEntry {
   previous: string;
   /** Sequence number of its last change. */
   lastSeq: number;
-  body: Uint8Array;
+  body: Buffer;
   recordsAt: number;
 }
 
@@ -168,9 +168,8 @@ export function rawEntry(streamId: string, kv: (Buffer | string)[]): RawEntry {
   return { streamId, previous: bytes!.toString('latin1', 0, a), lastSeq, body: bytes!, recordsAt: b + 1 };
 }
 
-/** The changes of an entry, in order; `body` may be a copy of the entry's bytes (another thread's). */
-export function decodeRecords(streamId: string, lastSeq: number, body: Uint8Array, recordsAt: number): Change[] {
-  const buf = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+/** The changes of an entry, in order. */
+export function decodeRecords(streamId: string, lastSeq: number, buf: Buffer, recordsAt: number): Change[] {
   const ends: number[] = [];
   for (let at = buf.indexOf(RS, recordsAt); at >= 0; at = buf.indexOf(RS, at + 1)) ends.push(at);
   ends.push(buf.length);

@@ -168,7 +168,7 @@ export class SharedState {
  * Reads up to `count` stream entries after `streamId` (each holds the changes of one
  * publish), waiting up to `blockMs` for the first one (XREAD BLOCK: use a connection of its
  * own), or not at all when `blockMs` is undefined. Null when none came in time. The changes
- * stay bytes (`decodeRecords` decodes them) so they can go to a writer thread as they are.
+ * stay bytes until the replica's writer decodes them (`decodeRecords`).
  */
 export async function readChanges(redis: Redis, keys: MirrorKeys, streamId: string, count: number, blockMs: number | undefined): Promise<RawEntry[] | null> {
   const reply = (

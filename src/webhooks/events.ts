@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { clerkId, type SyncJobData } from '../queue/job.ts';
+import { clerkId, DERIVED_SOURCE, type SyncJobData } from '../queue/job.ts';
 
 const invitationEventData = z.looseObject({
   id: clerkId('orginv'),
@@ -33,7 +33,7 @@ const organizationDeleted: EventHandler = (event, receivedAt) => {
   return { kind: 'organization', organizationId: parsed.data.id, receivedAt, reason: event.type };
 };
 
-const roleEventData = z.looseObject({ key: z.string().regex(/^[A-Za-z0-9:_-]{1,100}$/) });
+const roleEventData = z.looseObject({ key: z.string().regex(DERIVED_SOURCE) });
 const userEventData = z.looseObject({ id: clerkId('user') });
 
 /** A role renamed or deleted: the `role_name` of its invitations changes without their `updated_at`. */

@@ -1,4 +1,4 @@
-import type { Logger } from '../logger.ts';
+import { throttledLog, type Logger } from '../logger.ts';
 import type { InvitationJobData } from '../queue/job.ts';
 import type { SharedState } from '../state/shared-state.ts';
 
@@ -35,11 +35,12 @@ export interface ExpirySweeperOptions {
 export class ExpirySweeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
-  private lastWarning = 0;
+  private readonly warn: ReturnType<typeof throttledLog>;
   private readonly o: Required<Pick<ExpirySweeperOptions, 'intervalMs' | 'graceMs' | 'batch' | 'now'>> & ExpirySweeperOptions;
 
   constructor(options: ExpirySweeperOptions) {
     this.o = { intervalMs: 1000, graceMs: 1000, batch: 500, now: Date.now, ...options };
+    this.warn = throttledLog(this.o.log, 60_000, this.o.now);
   }
 
   start(): void {
@@ -83,10 +84,7 @@ export class ExpirySweeper {
         if (due.length < batch) break;
       }
     } catch (err) {
-      if (now() - this.lastWarning >= 60_000) {
-        this.lastWarning = now();
-        this.o.log.warn({ err: (err as Error).message }, 'could not queue the re-fetch of expiring invitations; will try again');
-      }
+      this.warn('warn', 'sweep', { err: (err as Error).message }, 'could not queue the re-fetch of expiring invitations; will try again');
     }
     if (queued) this.o.log.debug({ queued }, 'queued the re-fetch of expired invitations');
     return queued;

@@ -13,14 +13,14 @@ export interface RemoveOrganizationDeps {
 /**
  * Publishes a tombstone for every live invitation of `organizationId` in the shared state (the
  * organization is gone at Clerk, which then 404s them all without an event for any) and says
- * how many it replaced. The shared state keeps no index by organization, so this reads the
- * whole snapshot: organization deletions are rare, and the scan costs Redis no more than a
- * replica's bootstrap. Each tombstone goes through the publish rule, so an invitation
- * published again meanwhile (a newer state) is compared like any other.
+ * how many it replaced. The shared state keeps no index by organization: Redis searches the
+ * stored values for the id (only matches travel), and each match's own field decides.
+ * Each tombstone goes through the publish rule, so an invitation published again meanwhile
+ * (a newer state) is compared like any other.
  */
 export async function removeOrganization({ state, publisher, now = Date.now }: RemoveOrganizationDeps, organizationId: string, receivedAt: number): Promise<number> {
   let removed = 0;
-  for await (const page of state.scan(10_000)) {
+  for await (const page of state.findContaining(organizationId)) {
     const gone: InvitationState[] = page
       .filter((s) => s.fields.organizationId === organizationId && !s.deleted)
       .map((s) => ({ kind: 'gone', id: s.id, organizationId, knownUpdatedAt: s.updatedAt, observedAt: now(), source: 'webhook', receivedAt }));

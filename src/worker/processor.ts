@@ -1,7 +1,7 @@
 import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import { BapiRateLimitedError, classifyError, type BapiError } from '../clerk/bapi-errors.ts';
 import type { BapiClient } from '../clerk/client.ts';
-import type { Logger } from '../logger.ts';
+import { throttledLog, type Logger } from '../logger.ts';
 import { isInvitationJob, syncJobSchema, type DerivedJobData, type InvitationJobData, type OrganizationJobData, type SyncJobData } from '../queue/job.ts';
 import type { RefreshResult } from './derived.ts';
 import type { InvitationState, PublishOutcome } from '../state/publisher.ts';
@@ -61,6 +61,9 @@ type FailureHandler = (err: BapiError, job: Job<SyncJobData>) => Promise<never>;
 /** Fetches of an invitation at its expiry that may still answer pending before it is left as it is. */
 const EXPIRY_TRIES = 3;
 
+/** What `callBapi` gives for a 404. */
+const NOT_FOUND = Symbol('not found');
+
 /** BAPI answered an older state than the event announced: the job retries with its backoff. */
 export class StaleReadError extends Error {
   override name = 'StaleReadError';
@@ -68,7 +71,7 @@ export class StaleReadError extends Error {
 
 export function createProcessor({ bapi, publish, held, removeOrganization, refreshDerived, queue, log, stats, staleReadWaitMs = 30_000, now = Date.now }: ProcessorDeps) {
   let warnedAboutCredentials = false;
-  let lastStaleWarning = 0;
+  const throttled = throttledLog(log, 60_000, now);
 
   const onFailure: Record<'rate_limited' | 'retryable' | 'fatal', FailureHandler> = {
     async rate_limited(err) {
@@ -109,21 +112,27 @@ export function createProcessor({ bapi, publish, held, removeOrganization, refre
   }
 
   /**
-   * What BAPI says about the invitation: its state, or that it is gone (404). Any other
-   * answer steers the job through `onFailure`.
+   * One BAPI call, timed and counted by status: its answer, or `NOT_FOUND` for a 404 (an
+   * answer too). Any other failure steers the job through `onFailure`.
    */
-  async function fetchState(data: InvitationJobData, job: Job<SyncJobData>): Promise<InvitationState> {
+  async function callBapi<T>(call: () => Promise<T>, job: Job<SyncJobData>): Promise<T | typeof NOT_FOUND> {
     const calledAt = performance.now();
     try {
-      const got = await bapi.getOrganizationInvitation(data.organizationId, data.invitationId);
+      const answer = await call();
       stats.bapiCall('200', performance.now() - calledAt);
-      if (data.eventUpdatedAt !== undefined && got.invitation.updated_at < data.eventUpdatedAt) staleRead(data, job);
-      return { kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: sourceOf(data), receivedAt: data.receivedAt };
+      return answer;
     } catch (err) {
-      if (err instanceof StaleReadError) throw err;
       const kind = classifyError(err);
       stats.bapiCall(String((err as BapiError).status ?? kind), performance.now() - calledAt);
       if (kind !== 'not_found') return onFailure[kind](err as BapiError, job);
+      return NOT_FOUND;
+    }
+  }
+
+  /** What BAPI says about the invitation: its state, or that it is gone (404). */
+  async function fetchState(data: InvitationJobData, job: Job<SyncJobData>): Promise<InvitationState> {
+    const got = await callBapi(() => bapi.getOrganizationInvitation(data.organizationId, data.invitationId), job);
+    if (got === NOT_FOUND) {
       return {
         kind: 'gone',
         id: data.invitationId,
@@ -134,6 +143,8 @@ export function createProcessor({ bapi, publish, held, removeOrganization, refre
         receivedAt: data.receivedAt,
       };
     }
+    if (data.eventUpdatedAt !== undefined && got.invitation.updated_at < data.eventUpdatedAt) staleRead(data, job);
+    return { kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: sourceOf(data), receivedAt: data.receivedAt };
   }
 
   /**
@@ -149,10 +160,12 @@ export function createProcessor({ bapi, publish, held, removeOrganization, refre
       throw new StaleReadError(`BAPI answered an older state of ${data.invitationId} than the webhook announced`);
     }
     stats.staleReads.settled++;
-    if (now() - lastStaleWarning >= 60_000) {
-      lastStaleWarning = now();
-      log.warn({ jobId: job.id, invitationId: data.invitationId, waitedMs: now() - data.receivedAt }, 'BAPI kept answering an older state than the webhook announced; published its newest answer (counted in clerk_mirror_bapi_stale_reads_total)');
-    }
+    throttled(
+      'warn',
+      'stale-read',
+      { jobId: job.id, invitationId: data.invitationId, waitedMs: now() - data.receivedAt },
+      'BAPI kept answering an older state than the webhook announced; published its newest answer (counted in clerk_mirror_bapi_stale_reads_total)',
+    );
   }
 
   async function fetchAndPublish(data: InvitationJobData, job: Job<SyncJobData>): Promise<SyncResult> {
@@ -180,16 +193,9 @@ export function createProcessor({ bapi, publish, held, removeOrganization, refre
    * BAPI then 404s them all without sending an event for any.
    */
   async function syncOrganization(data: OrganizationJobData, job: Job<SyncJobData>): Promise<SyncResult> {
-    const calledAt = performance.now();
-    try {
-      await bapi.getOrganization(data.organizationId);
-      stats.bapiCall('200', performance.now() - calledAt);
+    if ((await callBapi(() => bapi.getOrganization(data.organizationId), job)) !== NOT_FOUND) {
       log.info({ jobId: job.id, organizationId: data.organizationId, reason: data.reason }, 'Clerk still has the organization: its invitations stay');
       return { outcome: 'unchanged', gone: false };
-    } catch (err) {
-      const kind = classifyError(err);
-      stats.bapiCall(String((err as BapiError).status ?? kind), performance.now() - calledAt);
-      if (kind !== 'not_found') return onFailure[kind](err as BapiError, job);
     }
     const removed = removeOrganization ? await removeOrganization(data.organizationId, data.receivedAt) : 0;
     stats.writes.tombstoned += removed;
