@@ -17,8 +17,10 @@ export const startCommand: Command = {
 
 Runs the mirror until SIGTERM or SIGINT. By default one process runs every role:
   receiver  POST /webhooks/clerk: verifies Svix signatures, queues one job per invitation
+            (and per organization, role or user event that changes invitations)
   worker    fetches each queued invitation from Clerk's Backend API once and publishes it
-            into the shared state in Redis; runs backfill and reconciliation jobs
+            into the shared state in Redis; re-fetches invitations as they expire; runs
+            backfill and reconciliation jobs
   replica   keeps MIRROR_DB_PATH equal to the shared state (never calls Clerk)
   api       the read API (GET /v1/organizations/:org/invitations[/:id]) over that file
 Every role serves GET /healthz, GET /readyz and GET /metrics on PORT.
