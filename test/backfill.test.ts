@@ -84,8 +84,9 @@ describe('backfill', () => {
     const sp = space('instance');
     const first = await runBackfill({ ...deps(s, sp), pageSize: 20 });
     expect(first).toMatchObject({ status: 'completed', mode: 'instance', pages: 8, rows: { inserted: 150, updated: 0, unchanged: 0, stale: 0 }, rateLimited: 0 });
-    // 8 pages and one single GET that probes which list fields the single GET lacks.
-    expect(first.requests).toBe(9);
+    // 8 pages, one single GET that probes which list fields the single GET lacks, one page of organizations.
+    expect(first.requests).toBe(10);
+    expect(first.organizations).toEqual({ listed: 5, complete: true });
     expect(s.stats().byRoute['GET /v1/organization_invitations']).toBe(8);
     // public_organization_data is in the list items but not in the single GET: not stored.
     await expectEqualsTruth(sp, s);
@@ -93,13 +94,15 @@ describe('backfill', () => {
     expect(await sp.state.record(RECORDS.backfillCursor)).toBeUndefined();
     expect(await sp.state.record(RECORDS.backfillLast)).toBeDefined();
     expect((await sp.state.meta())!.filledAt).toBeGreaterThan(0);
-    // One change per invitation (one stream entry per page): what every replica applies.
-    expect((await sp.state.meta())!.seq).toBe(150);
-    expect(await redis.xlen(sp.keys.changes)).toBe(8);
+    // What every replica applies: one change per invitation (one stream entry per page), then
+    // one per organization, in one entry.
+    expect((await sp.state.meta())!.seq).toBe(155);
+    expect(await redis.xlen(sp.keys.changes)).toBe(9);
+    expect((await sp.state.meta())!.organizationsListedSeq).toBe(155);
 
     const again = await runBackfill({ ...deps(s, sp), pageSize: 20 });
     expect(again.rows).toEqual({ inserted: 0, updated: 0, unchanged: 150, stale: 0 });
-    expect((await sp.state.meta())!.seq).toBe(150);
+    expect((await sp.state.meta())!.seq).toBe(155);
   });
 
   it('keeps public_organization_data when the single GET has it too', async () => {

@@ -163,3 +163,97 @@ describe('a path the mirror does not serve', () => {
     expect(isClerkAPIResponseError(err) && err.status === 501 && err.errors[0]?.code === 'not_mirrored').toBe(true);
   });
 });
+
+describe('organizations: a list or a read answers 404 where BAPI does', () => {
+  const UNKNOWN = 'org_2neverExisted00000000000000';
+  /** What the SDK gets from Clerk, from the read API and from the library, for one read. */
+  async function threeWays(call: (api: Pick<ReturnType<typeof sdk>, 'getOrganizationInvitationList' | 'getOrganizationInvitation'>) => Promise<unknown>) {
+    const wrap = (p: Promise<unknown>) => outcome(async () => {
+      const v = (await p) as { data?: object[]; totalCount?: number } & object;
+      return 'data' in v ? (v as { data: object[]; totalCount: number }) : { data: [{ ...v }], totalCount: 1 };
+    });
+    const library = mirrorOver(h.service.mirror!) as unknown as Parameters<typeof call>[0];
+    return { clerk: await wrap(call(sdk(h.sim.url))), api: await wrap(call(sdk(h.service.url))), library: await wrap(call(library)) };
+  }
+  const list = (organizationId: string) => (api: Pick<ReturnType<typeof sdk>, 'getOrganizationInvitationList'>) => api.getOrganizationInvitationList({ organizationId });
+  const ORGANIZATION_NOT_FOUND = { status: 404, message: 'Not Found', errors: [{ code: 'resource_not_found', message: 'not found', longMessage: 'Given organization not found.' }] };
+
+  it('before any listing, an unknown organization lists empty (what every install did before organizations were kept)', async () => {
+    const got = await threeWays(list(UNKNOWN));
+    expect(got.clerk).toMatchObject({ status: 404 });
+    expect(got.api).toStrictEqual({ ok: { data: [], totalCount: 0 } });
+    expect(got.library).toStrictEqual({ ok: { data: [], totalCount: 0 } });
+  });
+
+  it('after a backfill: 404 for an unknown or deleted organization, 200 empty for one without invitations, in lists and reads alike', async () => {
+    const empty = h.sim.store.createOrganization({ name: 'Empty before' }).id;
+    const doomed = h.sim.store.createOrganization({ name: 'Doomed' }).id;
+    const doomedInvitation = h.sim.store.createInvitation(doomed, { emailAddress: 'doomed@example.com' }).id;
+    await settle(h);
+    const summary = await h.backfill();
+    expect(summary).toMatchObject({ status: 'completed', organizations: { complete: true } });
+    await settle(h);
+    const later = h.sim.store.createOrganization({ name: 'Announced', webhook: true }).id;
+    h.sim.store.deleteOrganization(doomed);
+    await settle(h);
+
+    for (const id of [UNKNOWN, doomed]) {
+      const got = await threeWays(list(id));
+      expect(got.clerk, id).toMatchObject(ORGANIZATION_NOT_FOUND);
+      expect(got.api, id).toStrictEqual(got.clerk);
+      expect(got.library, id).toStrictEqual(got.clerk);
+    }
+    for (const id of [empty, later]) {
+      const got = await threeWays(list(id));
+      expect(got.clerk, id).toStrictEqual({ ok: { data: [], totalCount: 0 } });
+      expect(got.api, id).toStrictEqual(got.clerk);
+      expect(got.library, id).toStrictEqual(got.clerk);
+    }
+    // A read of an invitation of a deleted organization says so, as BAPI does.
+    const read = await threeWays((api) => api.getOrganizationInvitation({ organizationId: doomed, invitationId: doomedInvitation }));
+    expect(read.clerk).toMatchObject(ORGANIZATION_NOT_FOUND);
+    expect(read.api).toStrictEqual(read.clerk);
+    expect(read.library).toStrictEqual(read.clerk);
+    // An unknown invitation of an existing organization is the invitation's 404, not the organization's.
+    const miss = await threeWays((api) => api.getOrganizationInvitation({ organizationId: org, invitationId: 'orginv_2neverExisted000000000000' }));
+    expect(miss.clerk).toMatchObject({ status: 404, errors: [{ longMessage: 'Resource not found' }] });
+    expect(miss.api).toStrictEqual(miss.clerk);
+    expect(miss.library).toStrictEqual(miss.clerk);
+  });
+
+  it('an organization whose created event was lost is known again by its first invitation, or by the next reconciliation', async () => {
+    const lost = h.sim.store.createOrganization({ name: 'Lost event' }).id;
+    // Nothing told the mirror: until something does, it answers what it knows.
+    expect((await threeWays(list(lost))).library).toMatchObject(ORGANIZATION_NOT_FOUND);
+    const report = await h.reconcile();
+    expect(report.organizations).toMatchObject({ missing: 1, gone: 0 });
+    await settle(h);
+    expect((await threeWays(list(lost))).library).toStrictEqual({ ok: { data: [], totalCount: 0 } });
+
+    const quiet = h.sim.store.createOrganization({ name: 'Quiet' }).id;
+    h.sim.store.createInvitation(quiet, { emailAddress: 'first@example.com' });
+    await settle(h);
+    const got = await threeWays(list(quiet));
+    expect(got.library).toMatchObject({ ok: { totalCount: 1 } });
+    expect(got.api).toStrictEqual(got.clerk);
+    expect(got.library).toStrictEqual(got.clerk);
+  });
+
+  it('a reconciliation tombstones an organization deleted without an event, and the invitations with it', async () => {
+    const silent = h.sim.store.createOrganization({ name: 'Silently deleted', webhook: true }).id;
+    const inv = h.sim.store.createInvitation(silent, { emailAddress: 'silent@example.com' }).id;
+    await settle(h);
+    expect((await threeWays(list(silent))).library).toMatchObject({ ok: { totalCount: 1 } });
+    h.sim.store.deleteOrganization(silent, { webhook: false });
+    const dry = await h.reconcile({ dryRun: true });
+    expect(dry.organizations).toMatchObject({ gone: 1 });
+    const report = await h.reconcile();
+    expect(report.organizations).toMatchObject({ gone: 1 });
+    expect(report.drift.gone.repaired).toBe(1);
+    await settle(h);
+    expect((await threeWays(list(silent))).library).toMatchObject(ORGANIZATION_NOT_FOUND);
+    const read = await threeWays((api) => api.getOrganizationInvitation({ organizationId: silent, invitationId: inv }));
+    expect(read.library).toMatchObject(ORGANIZATION_NOT_FOUND);
+    expect(read.api).toStrictEqual(read.clerk);
+  });
+});

@@ -52,7 +52,7 @@ describe('clerk-invitation-mirror binary', () => {
   it('migrate creates the mirror, and is idempotent', async () => {
     const db = join(tmp.path, 'sub/m.db');
     const first = await cli(['migrate', '--db', db]);
-    expect(first).toMatchObject({ code: 0, stdout: `mirror at ${db}: 3 migration(s) applied, 3 in all\n` });
+    expect(first).toMatchObject({ code: 0, stdout: `mirror at ${db}: 4 migration(s) applied, 4 in all\n` });
     expect((await cli(['migrate'], { MIRROR_DB_PATH: db })).stdout).toMatch(/0 migration\(s\) applied/);
   });
 

@@ -201,6 +201,60 @@ describe('replica', () => {
   });
 });
 
+describe('organizations in a replica', () => {
+  const organization = (id: string, gone = false) => ({ kind: 'organization', id, gone, observedAt: Date.now(), source: 'backfill' }) as const;
+  const listOf = (conn: MirrorConnection, organizationId: string) => mirrorOver(conn).getOrganizationInvitationList({ organizationId }).then(
+    (r) => r.totalCount,
+    (e: { status: number; errors: { longMessage: string }[] }) => `${e.status} ${e.errors[0]!.longMessage}`,
+  );
+  const org = invitation().organization_id;
+
+  it('loads and follows them; unknown ones answer 404 only once the file has every one of a complete listing', async () => {
+    const { keys, publisher, state, equal } = rig('orgs');
+    await publisher.publish([present('orginv_o1', 1), organization(org), organization('org_2alsoExists0000000000000000')]);
+    await fill(state);
+    const conn = file('orgs.db');
+    const r = replicaOf(conn, keys);
+    await r.caughtUp;
+    expect(await equal(conn)).toBe(true);
+    // No listing has ended yet: what the mirror does not know may exist.
+    expect(await listOf(conn, 'org_2unknown00000000000000000')).toBe(0);
+
+    // A listing that publishes no change of its own (every organization known already).
+    await publisher.publish([organization(org)], { organizationsListed: true });
+    await waitUntil(async () => (await listOf(conn, 'org_2unknown00000000000000000')) !== 0, 'the replica to note the complete listing');
+    expect(await listOf(conn, 'org_2unknown00000000000000000')).toBe('404 Given organization not found.');
+    expect(await listOf(conn, 'org_2alsoExists0000000000000000')).toBe(0);
+    expect(await listOf(conn, org)).toBe(1);
+
+    // Gone in Clerk, as a change in the stream; and a fresh replica loads all of it from the snapshot.
+    await publisher.publish([organization('org_2alsoExists0000000000000000', true)]);
+    await waitUntil(async () => (await listOf(conn, 'org_2alsoExists0000000000000000')) !== 0, 'the replica to apply the tombstone');
+    expect(await listOf(conn, 'org_2alsoExists0000000000000000')).toBe('404 Given organization not found.');
+    expect(await equal(conn)).toBe(true);
+    const fresh = file('orgs-fresh.db');
+    await replicaOf(fresh, keys).caughtUp;
+    expect(await equal(fresh)).toBe(true);
+    expect(await listOf(fresh, 'org_2unknown00000000000000000')).toBe('404 Given organization not found.');
+    expect(await listOf(fresh, 'org_2alsoExists0000000000000000')).toBe('404 Given organization not found.');
+    expect(await listOf(fresh, org)).toBe(1);
+  });
+
+  it('verify tells an organization the file lacks or holds in another state', async () => {
+    const { keys, publisher, state } = rig('orgs-verify');
+    await publisher.publish([organization('org_2verified000000000000000000')]);
+    await fill(state);
+    const conn = file('orgs-verify.db');
+    const r = replicaOf(conn, keys);
+    await r.caughtUp;
+    await r.close();
+    await publisher.publish([organization('org_2verified000000000000000000', true), organization('org_2newOne00000000000000000000')]);
+    const report = await verifyReplica(conn, state);
+    expect(report.different).toEqual(['org_2verified000000000000000000']);
+    expect(report.missing).toEqual(['org_2newOne00000000000000000000']);
+  });
+});
+
 describe('memory of a replica', () => {
   it('keeps nothing of the changes it applied (its waits must not pile up on a promise that lives until close)', async () => {
     setFlagsFromString('--expose-gc');

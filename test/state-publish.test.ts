@@ -110,6 +110,28 @@ describe('publishing a state', () => {
     expect((await entries()).length).toBe(1);
   });
 
+  it("an organization's existence goes into its own hash and the same stream; a listing's end is noted in meta, never by a dry run", async () => {
+    const { keys, publisher, state, entries } = rig('organizations');
+    const org = (id: string, gone: boolean, observedAt: number) => ({ kind: 'organization', id, gone, observedAt, source: 'backfill' }) as const;
+    const { outcomes } = await publisher.publish([org('org_2exists', false, 10), present({ id: 'orginv_o1', updated_at: 5 }, 10)]);
+    expect(outcomes).toEqual(['inserted', 'inserted']);
+    expect(await redis.hkeys(keys.organizations)).toEqual(['org_2exists']);
+    expect(await redis.hkeys(keys.snapshot)).toEqual(['orginv_o1']);
+    expect((await entries()).map((c) => c.state.id)).toEqual(['org_2exists', 'orginv_o1']);
+    // Listed again, or renamed: existence did not change, nothing goes into the stream.
+    expect((await publisher.publish([org('org_2exists', false, 20)])).outcomes).toEqual(['unchanged']);
+    expect((await state.meta())!.organizationsListedSeq).toBeUndefined();
+    await publisher.publish([], { organizationsListed: true, dryRun: true });
+    expect((await state.meta())!.organizationsListedSeq).toBeUndefined();
+    await publisher.publish([], { organizationsListed: true });
+    expect((await state.meta())!.organizationsListedSeq).toBe(2);
+    // A 404 observed later wins; a list page observed before it cannot bring it back.
+    expect((await publisher.publish([org('org_2exists', true, 30)])).outcomes).toEqual(['updated']);
+    expect((await publisher.publish([org('org_2exists', false, 25)])).outcomes).toEqual(['stale']);
+    expect(await state.get('org_2exists')).toMatchObject({ deleted: true, confirmedAt: 30 });
+    expect((await entries()).map((c) => [c.state.id, c.state.deleted])).toEqual([['org_2exists', false], ['orginv_o1', false], ['org_2exists', true]]);
+  });
+
   it('batches apply in order, one script run and one stream entry for all', async () => {
     const { publisher, entries, streamEntries } = rig('batch');
     const out = await publisher.publish([present({ id: 'orginv_g1', updated_at: 1 }, 1), present({ id: 'orginv_g1', updated_at: 3 }, 1), present({ id: 'orginv_g1', updated_at: 2 }, 1)]);

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { apiVersionInvalidBody, apiVersionProblem, notFoundBody, notMirroredBody } from '../clerk/errors.ts';
+import { apiVersionInvalidBody, apiVersionProblem, notFoundBody, notMirroredBody, organizationNotFoundBody } from '../clerk/errors.ts';
 import { InvalidListParamError, parseListQuery, type ListQuery } from '../mirror/list-params.ts';
 import type { MirrorReader } from '../mirror/lookup.ts';
 import { bearerAuth } from './auth.ts';
@@ -47,15 +47,15 @@ export async function readApiRoutes(app: FastifyInstance, { reader, keys }: Read
         '/organizations/:organization_id/invitations/:invitation_id',
         async (req, reply) => {
           const { organization_id: organizationId, invitation_id: invitationId } = req.params;
-          if (!ORGANIZATION_ID.test(organizationId) || !INVITATION_ID.test(invitationId)) return notFound(reply);
-          const raw = reader.findRaw(organizationId, invitationId);
-          return raw === undefined ? notFound(reply) : sendJson(reply, 200, raw);
+          if (!ORGANIZATION_ID.test(organizationId)) return organizationNotFound(reply);
+          const raw = INVITATION_ID.test(invitationId) ? reader.findRaw(organizationId, invitationId) : undefined;
+          if (raw !== undefined) return sendJson(reply, 200, raw);
+          return reader.organizationMissing(organizationId) ? organizationNotFound(reply) : notFound(reply);
         },
       );
 
       const list = (pendingOnly: boolean) => async (req: FastifyRequest<{ Params: { organization_id: string } }>, reply: FastifyReply) => {
         const organizationId = req.params.organization_id;
-        if (!ORGANIZATION_ID.test(organizationId)) return notFound(reply);
         let query: ListQuery;
         const params = new URLSearchParams(queryOf(req.url));
         // The pending list takes no status: BAPI ignores one sent there.
@@ -66,6 +66,8 @@ export async function readApiRoutes(app: FastifyInstance, { reader, keys }: Read
           if (err instanceof InvalidListParamError) return sendJson(reply, 422, err.toClerkJSON());
           throw err;
         }
+        // After the parameters, as BAPI: a bad parameter is a 422 even for an unknown organization.
+        if (!ORGANIZATION_ID.test(organizationId) || reader.organizationMissing(organizationId)) return organizationNotFound(reply);
         const { rows, totalCount } = reader.listRaw(pendingOnly ? { ...query, statuses: ['pending'] } : query);
         return sendJson(reply, 200, `{"data":[${rows.join(',')}],"total_count":${totalCount}}`);
       };
@@ -78,6 +80,10 @@ export async function readApiRoutes(app: FastifyInstance, { reader, keys }: Read
 
 function notFound(reply: FastifyReply): FastifyReply {
   return sendJson(reply, 404, notFoundBody());
+}
+
+function organizationNotFound(reply: FastifyReply): FastifyReply {
+  return sendJson(reply, 404, organizationNotFoundBody());
 }
 
 const queryOf = (url: string) => (url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');

@@ -5,6 +5,7 @@ import { type InvitationState, type PublishOutcome, type StatePublisher } from '
 import { RECORDS, type SharedState } from '../state/shared-state.ts';
 import { BapiCaller } from './bapi-call.ts';
 import { InvitationLister, type ListMode, type ListPosition } from './lister.ts';
+import { publishOrganizations } from './organizations.ts';
 import { silentProgress, type ProgressReporter } from './progress.ts';
 import type { SharedRateLimiter } from './rate-limiter.ts';
 
@@ -37,6 +38,8 @@ export interface BackfillSummary {
   resumedFrom: ListPosition | undefined;
   pages: number;
   rows: RowCounts;
+  /** Organizations listed (each one's existence published), and whether the listing was complete. */
+  organizations: { listed: number; complete: boolean };
   requests: number;
   rateLimited: number;
   retried: number;
@@ -58,10 +61,11 @@ export function pageStates(items: readonly InvitationJSON[], observedAt: number,
 /**
  * Pages every invitation of the instance into the shared state through the publish rule,
  * one script run per page (source `backfill`), under the shared BAPI budget, so every
- * replica receives it. The cursor is saved in the page's script run, so an interrupted or
- * crashed run resumes where it stopped; a completed run clears it, records its summary and
- * marks the state filled. Progress belongs to one epoch: if Redis loses the state meanwhile,
- * the run stops and the next one starts over.
+ * replica receives it, then lists the organizations, so that an unknown one answers 404 as
+ * in BAPI (maintenance/organizations.ts). The cursor is saved in the page's script run, so
+ * an interrupted or crashed run resumes where it stopped; a completed run clears it, records
+ * its summary and marks the state filled. Progress belongs to one epoch: if Redis loses the
+ * state meanwhile, the run stops and the next one starts over.
  */
 export async function runBackfill(o: BackfillOptions): Promise<BackfillSummary> {
   const now = o.now ?? Date.now;
@@ -72,12 +76,14 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillSummary> 
   const rows: RowCounts = { inserted: 0, updated: 0, unchanged: 0, stale: 0 };
   let pages = 0;
   let resumedFrom: ListPosition | undefined;
+  const organizations = { listed: 0, complete: false };
   const summary = (status: BackfillSummary['status'], error?: string): BackfillSummary => ({
     status,
     mode: lister.mode,
     resumedFrom,
     pages,
     rows: { ...rows },
+    organizations: { ...organizations },
     requests: caller.counters.requests,
     rateLimited: caller.counters.rateLimited,
     retried: caller.counters.retried,
@@ -106,6 +112,9 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillSummary> 
       (p) => progress.update(p),
     );
     progress.finish();
+    // After the invitations, so that a resumed run needs its cursor only for them.
+    const pass = await publishOrganizations({ bapi: o.bapi, caller, publisher: o.publisher, state: o.state, log: o.log, epoch, source: 'backfill', now });
+    Object.assign(organizations, { listed: pass.listed, complete: pass.complete });
     const s = summary('completed');
     await o.state.writeRecords(epoch, { [RECORDS.backfillCursor]: undefined, [RECORDS.backfillLast]: { at: now(), startedAt, summary: s } }, { filled: true });
     o.log.info({ ...s }, 'backfill completed');
@@ -129,6 +138,7 @@ export function formatBackfillSummary(s: BackfillSummary): string {
     `backfill ${s.status}${s.mode ? ` (${s.mode === 'instance' ? 'instance-wide list' : 'organization by organization'})` : ''}${s.resumedFrom ? `, resumed at ${s.resumedFrom.mode === 'instance' ? 'offset' : 'organization'} ${s.resumedFrom.next}` : ''}`,
     `  pages      ${s.pages}`,
     `  rows       ${s.rows.inserted} inserted, ${s.rows.updated} updated, ${s.rows.unchanged} unchanged, ${s.rows.stale} older than the shared state`,
+    `  orgs       ${s.organizations.listed} listed${s.status === 'completed' && !s.organizations.complete ? ' (they kept changing: unknown organizations still answer 200 empty)' : ''}`,
     `  requests   ${s.requests} (${s.rateLimited} answered 429, ${s.retried} retried)`,
     `  duration   ${(s.durationMs / 1000).toFixed(1)} s`,
   ];

@@ -8,6 +8,7 @@ import { RECORDS, type SharedState } from '../state/shared-state.ts';
 import { BapiCaller } from './bapi-call.ts';
 import { pageStates } from './backfill.ts';
 import { InvitationLister, type ListMode } from './lister.ts';
+import { publishOrganizations, type OrganizationPassReport } from './organizations.ts';
 import { silentProgress, type ProgressReporter } from './progress.ts';
 import type { SharedRateLimiter } from './rate-limiter.ts';
 
@@ -57,6 +58,11 @@ export interface ReconcileReport {
   refetched: number;
   /** Per kind: drift found, and repaired (0 in a dry run). */
   drift: Record<DriftKind, { found: number; repaired: number }>;
+  /**
+   * The organizations' pass (with the lists only): how many Clerk listed, how many the shared
+   * state did not know, how many it held as existing that Clerk 404s (found, or repaired).
+   */
+  organizations: Omit<OrganizationPassReport, 'complete'> | undefined;
   requests: number;
   rateLimited: number;
   durationMs: number;
@@ -79,7 +85,8 @@ export async function lastReconcileAt(state: SharedState): Promise<number | unde
  * Makes the shared state match Clerk, so that every replica gets the repair: a pass over
  * BAPI's lists through the publish rule (source `reconcile`), then a single GET for every
  * live invitation the pass did not see (404: tombstone), plus pending ones past `expires_at`
- * and ones unconfirmed for longer than `maxAgeMs`. A complete pass also marks the state filled.
+ * and ones unconfirmed for longer than `maxAgeMs`. With the lists it also lists the
+ * organizations (maintenance/organizations.ts). A complete pass also marks the state filled.
  */
 export async function runReconcile(o: ReconcileOptions): Promise<ReconcileReport> {
   const now = o.now ?? Date.now;
@@ -92,6 +99,7 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileReport
   let listed = 0;
   let refetched = 0;
   let mode: ReconcileReport['mode'];
+  let organizations: ReconcileReport['organizations'];
 
   const report = (status: ReconcileReport['status'], error?: string): ReconcileReport => ({
     status,
@@ -100,6 +108,7 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileReport
     listed,
     refetched,
     drift: structuredClone(drift),
+    organizations: organizations && { ...organizations },
     requests: caller.counters.requests,
     rateLimited: caller.counters.rateLimited,
     durationMs: now() - started,
@@ -135,6 +144,8 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileReport
       (o.progress ?? silentProgress).finish();
       mode = lister.mode;
       listComplete = true;
+      const pass = await publishOrganizations({ bapi: o.bapi, caller, publisher: o.publisher, state: o.state, log: o.log, epoch, source: 'reconcile', dryRun, confirmUnlisted: true, now });
+      organizations = { listed: pass.listed, missing: pass.missing, gone: pass.gone };
     } else {
       mode = 'targeted';
     }
@@ -200,6 +211,7 @@ export function formatReconcileReport(r: ReconcileReport): string {
     `reconciliation ${r.status}${r.dryRun ? ' (dry run: nothing written)' : ''}${r.mode ? `, ${r.mode === 'targeted' ? 'targeted re-fetches only' : r.mode === 'instance' ? 'instance-wide list' : 'organization by organization'}` : ''}`,
     `  listed     ${r.listed} invitation(s); re-fetched ${r.refetched} one by one`,
     ...DRIFT_KINDS.map((k) => `  ${k.padEnd(10)} ${r.drift[k].found} found, ${r.dryRun ? r.drift[k].found : r.drift[k].repaired} ${verb}`),
+    ...(r.organizations ? [`  orgs       ${r.organizations.listed} listed, ${r.organizations.missing} unknown before, ${r.organizations.gone} deleted in Clerk (${r.dryRun ? 'would be ' : ''}tombstoned)`] : []),
     `  requests   ${r.requests} (${r.rateLimited} answered 429)`,
     `  duration   ${(r.durationMs / 1000).toFixed(1)} s`,
   ];

@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3';
 import { and, asc, count, desc, eq, inArray, isNotNull, isNull, sql } from 'drizzle-orm';
 import type { MirrorConnection } from './open.ts';
 import type { ListQuery } from './list-params.ts';
-import { organizationInvitations as inv } from './schema.ts';
+import { organizationInvitations as inv, organizations as orgs, replicaPosition } from './schema.ts';
 
 interface InvitationHit {
   organization_id: string;
@@ -17,9 +17,35 @@ interface InvitationHit {
 export class MirrorReader {
   private readonly byId: Database.Statement<[string], InvitationHit>;
   private readonly listCache = new Map<string, ListStatements>();
+  private readonly organization;
+  private readonly organizationsListed;
+  private readonly anyLiveInvitation;
 
   constructor(private readonly conn: MirrorConnection) {
     this.byId = conn.sqlite.prepare('SELECT organization_id, raw, deleted_at FROM organization_invitations WHERE id = ?');
+    const db = conn.db;
+    this.organization = db.select({ deletedAt: orgs.deletedAt }).from(orgs).where(eq(orgs.id, sql.placeholder('id'))).prepare();
+    this.organizationsListed = db.select({ listed: replicaPosition.organizationsListed }).from(replicaPosition).where(eq(replicaPosition.id, 1)).prepare();
+    this.anyLiveInvitation = db
+      .select({ id: inv.id })
+      .from(inv)
+      .where(and(eq(inv.organizationId, sql.placeholder('id')), isNull(inv.deletedAt), isNotNull(inv.raw)))
+      .limit(1)
+      .prepare();
+  }
+
+  /**
+   * Whether BAPI would answer "Given organization not found." for this organization: Clerk
+   * answered 404 for it, or a complete listing did not have it and no invitation of it was
+   * seen since (an organization created after the listing whose event was lost still counts
+   * as existing once one of its invitations arrives). Before any complete listing, an unknown
+   * organization is taken to exist, as before organizations were kept.
+   */
+  organizationMissing(organizationId: string): boolean {
+    const row = this.organization.get({ id: organizationId });
+    if (row) return row.deletedAt !== null;
+    if (!this.organizationsListed.get()?.listed) return false;
+    return this.anyLiveInvitation.get({ id: organizationId }) === undefined;
   }
 
   /** The stored JSON of a live invitation of that organization, or undefined (miss, tombstone, other org). */

@@ -1,6 +1,6 @@
 import type { OrganizationInvitation } from '@clerk/backend';
 import type { InvitationStatus } from '../clerk/types.ts';
-import { notFoundBody, toClerkAPIResponseError } from '../clerk/errors.ts';
+import { notFoundBody, organizationNotFoundBody, toClerkAPIResponseError } from '../clerk/errors.ts';
 import { toSdkInvitation } from './invitation.ts';
 import { InvalidListParamError, parseListQuery, sdkQuery } from './list-params.ts';
 import { MirrorReader } from './lookup.ts';
@@ -86,7 +86,7 @@ export function mirrorOver(conn: MirrorConnection, close: () => void = () => {})
       requireId(organizationId);
       requireId(invitationId);
       const raw = reader.findRaw(organizationId, invitationId);
-      if (raw === undefined) throw toClerkAPIResponseError(404, notFoundBody());
+      if (raw === undefined) throw toClerkAPIResponseError(404, reader.organizationMissing(organizationId) ? organizationNotFoundBody() : notFoundBody());
       return toSdkInvitation(JSON.parse(raw));
     },
     async getOrganizationInvitationList(params) {
@@ -98,6 +98,8 @@ export function mirrorOver(conn: MirrorConnection, close: () => void = () => {})
         if (err instanceof InvalidListParamError) throw toClerkAPIResponseError(422, err.toClerkJSON());
         throw err;
       }
+      // After the parameters, as BAPI: a bad parameter is a 422 even for an unknown organization.
+      if (reader.organizationMissing(params.organizationId)) throw toClerkAPIResponseError(404, organizationNotFoundBody());
       const { rows, totalCount } = reader.listRaw(query);
       return { data: rows.map((raw) => toSdkInvitation(JSON.parse(raw))), totalCount };
     },

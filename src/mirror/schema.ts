@@ -34,6 +34,22 @@ export const organizationInvitations = sqliteTable(
 );
 
 export type InvitationRow = typeof organizationInvitations.$inferSelect;
+
+/**
+ * One row per organization of the shared state: whether it exists, not what it holds (the
+ * mirror serves no organization JSON). A tombstone (`deleted_at` set) is an organization BAPI
+ * answered 404 for: its lists and invitations answer "Given organization not found.".
+ */
+export const organizations = sqliteTable('organizations', {
+  id: text('id').primaryKey(),
+  /** When Clerk last confirmed this state (ms, the publisher's clock). */
+  confirmedAt: integer('confirmed_at').notNull(),
+  source: text('source', { enum: STATE_SOURCES }).notNull(),
+  /** Set when BAPI answered 404 (the confirmation time of the tombstone); null while it exists. */
+  deletedAt: integer('deleted_at'),
+});
+
+export type OrganizationRow = typeof organizations.$inferSelect;
 export type NewInvitationRow = typeof organizationInvitations.$inferInsert;
 
 /**
@@ -55,6 +71,12 @@ export const replicaPosition = sqliteTable(
      * until the new state is filled, then removed where the new state has no such invitation.
      */
     carriesOlderState: integer('carries_older_state', { mode: 'boolean' }).notNull(),
+    /**
+     * The file holds every organization Clerk listed in a complete pass of this epoch, so an
+     * organization it does not know (and holds no invitation of) does not exist. False until
+     * then: an unknown organization's list answers empty, as before organizations were kept.
+     */
+    organizationsListed: integer('organizations_listed', { mode: 'boolean' }).notNull().default(false),
     /** When it was last written (ms, this host's clock). */
     updatedAt: integer('updated_at').notNull(),
   },

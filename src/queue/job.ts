@@ -21,8 +21,9 @@ export const invitationJobSchema = z.object({
 });
 
 /**
- * Ask Clerk whether an organization still exists; when it does not, every invitation of it
- * leaves the shared state (BAPI 404s them all, and sends no invitation event for them).
+ * Ask Clerk whether an organization exists and record the answer; when it does not, every
+ * invitation of it leaves the shared state too (BAPI 404s them all, and sends no invitation
+ * event for them).
  */
 export const organizationJobSchema = z.object({ kind: z.literal('organization'), ...common });
 

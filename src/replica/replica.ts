@@ -155,19 +155,23 @@ export class Replica {
     const started = this.o.now();
     const seen = new Set<string>();
     let rows = 0;
-    const pages = this.state.scan(this.o.scanCount);
-    for (let page = await this.contact(pages.next()); !page.done; page = await this.contact(pages.next())) {
-      const batch = page.value;
-      if (this.closed) return;
-      // In key order: SQLite then touches each index page once per batch, not once per row.
-      this.writer.apply(batch.sort((a, b) => (a.id < b.id ? -1 : 1)));
-      for (const s of batch) seen.add(s.id);
-      rows += batch.length;
+    for (const of of ['organizations', 'invitations'] as const) {
+      const pages = this.state.scan(this.o.scanCount, of);
+      for (let page = await this.contact(pages.next()); !page.done; page = await this.contact(pages.next())) {
+        const batch = page.value;
+        if (this.closed) return;
+        // In key order: SQLite then touches each index page once per batch, not once per row.
+        this.writer.apply(batch.sort((a, b) => (a.id < b.id ? -1 : 1)));
+        for (const s of batch) seen.add(s.id);
+        rows += batch.length;
+      }
     }
     // A state replaced while we scanned would leave a mix of two: start over instead.
     const after = await this.contact(this.state.meta());
     if (after?.epoch !== meta.epoch) return;
-    const to: ReplicaPosition = { epoch: meta.epoch, streamId: meta.last, seq: meta.seq, carriesOlderState: !replace };
+    // The listing's organizations were all published by `meta.seq`, so the scan saw them.
+    const organizationsListed = meta.organizationsListedSeq !== undefined;
+    const to: ReplicaPosition = { epoch: meta.epoch, streamId: meta.last, seq: meta.seq, carriesOlderState: !replace, organizationsListed };
     const removed = replace ? this.writer.removeAllBut(seen, to) : (this.writer.apply([], to), 0);
     this.pos = to;
     this.bootstraps++;
@@ -214,7 +218,7 @@ export class Replica {
         perEntry = Math.max(1, (last.lastSeq - seq) / entries.length);
         seq = last.lastSeq;
         next = read();
-        const to = { ...pos, streamId: last.streamId, seq: last.lastSeq };
+        const to = { ...this.pos!, streamId: last.streamId, seq: last.lastSeq, organizationsListed: this.listedBy(seq) };
         const applied = this.writer.applyEntries(entries, to);
         this.pos = to;
         this.applied += applied.changes;
@@ -233,11 +237,24 @@ export class Replica {
           return 'epoch';
         }
         if (pos.carriesOlderState && meta.filledAt) return 'filled';
+        // A listing that ended without a change of its own moves no entry along: note it here.
+        if (this.listedBy(seq) && !this.pos!.organizationsListed) {
+          const to = { ...this.pos!, organizationsListed: true };
+          this.writer.apply([], to);
+          this.pos = to;
+        }
         // Changes were published after ours, and the stream holds none: trimmed away while we were down.
         if (!entries && meta.seq > seq && !(await this.contact(this.state.nextEntry(from)))) return 'gap';
       }
     }
     return 'epoch';
+  }
+
+  /** Whether the file holds every organization of a complete listing once it has applied up to `seq`. */
+  private listedBy(seq: number): boolean {
+    if (this.pos?.organizationsListed) return true;
+    const listedSeq = this.meta?.epoch === this.pos?.epoch ? this.meta?.organizationsListedSeq : undefined;
+    return listedSeq !== undefined && seq >= listedSeq;
   }
 
   /** Waits for a Redis answer (or the close) and notes that Redis answered (for `secondsBehind` while it does not). */

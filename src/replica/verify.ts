@@ -1,10 +1,10 @@
-import { organizationInvitations as inv } from '../mirror/schema.ts';
+import { organizationInvitations as inv, organizations as orgs } from '../mirror/schema.ts';
 import type { MirrorConnection } from '../mirror/open.ts';
 import type { StoredState } from '../state/codec.ts';
 import type { SharedState } from '../state/shared-state.ts';
 
 export interface VerifyReport {
-  /** Invitations of the shared state checked, and rows of the file. */
+  /** States of the shared state checked (invitations and organizations), and rows of the file. */
   stateSize: number;
   fileRows: number;
   /** In the state, not in the file. */
@@ -30,17 +30,24 @@ function differs(s: StoredState, row: Row): boolean {
  * at each difference once more (after the caller's pause) and keeps only those that remain.
  */
 export async function verifyReplica(conn: MirrorConnection, state: SharedState, { recheckAfterMs = 0 } = {}): Promise<VerifyReport> {
-  const rows = () => new Map(conn.db.select({ id: inv.id, updatedAt: inv.updatedAt, deletedAt: inv.deletedAt, raw: inv.raw }).from(inv).all().map((r) => [r.id, r]));
+  const rows = () =>
+    new Map<string, Row>([
+      ...conn.db.select({ id: inv.id, updatedAt: inv.updatedAt, deletedAt: inv.deletedAt, raw: inv.raw }).from(inv).all().map((r) => [r.id, r] as const),
+      // An organization's state has no version and no JSON (state/publisher.ts).
+      ...conn.db.select({ id: orgs.id, deletedAt: orgs.deletedAt }).from(orgs).all().map((r) => [r.id, { ...r, updatedAt: 0, raw: null }] as const),
+    ]);
   let file = rows();
   const report: VerifyReport = { stateSize: 0, fileRows: file.size, missing: [], extra: [], different: [] };
   const inState = new Set<string>();
-  for await (const batch of state.scan()) {
-    for (const s of batch) {
-      if (inState.has(s.id)) continue;
-      inState.add(s.id);
-      const row = file.get(s.id);
-      if (!row) report.missing.push(s.id);
-      else if (differs(s, row)) report.different.push(s.id);
+  for (const of of ['invitations', 'organizations'] as const) {
+    for await (const batch of state.scan(1000, of)) {
+      for (const s of batch) {
+        if (inState.has(s.id)) continue;
+        inState.add(s.id);
+        const row = file.get(s.id);
+        if (!row) report.missing.push(s.id);
+        else if (differs(s, row)) report.different.push(s.id);
+      }
     }
   }
   report.stateSize = inState.size;

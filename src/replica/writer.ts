@@ -1,8 +1,8 @@
 import { eq, sql } from 'drizzle-orm';
-import { decodeRecords, type RawEntry, type StoredState } from '../state/codec.ts';
+import { decodeRecords, isOrganizationId, type RawEntry, type StoredState } from '../state/codec.ts';
 import type { MirrorConnection } from '../mirror/open.ts';
 import { positional } from '../mirror/positional.ts';
-import { organizationInvitations as inv, replicaPosition, type NewInvitationRow } from '../mirror/schema.ts';
+import { organizationInvitations as inv, organizations as orgs, replicaPosition, type NewInvitationRow } from '../mirror/schema.ts';
 
 /** Where a replica file stands in the shared state. */
 export interface ReplicaPosition {
@@ -10,6 +10,8 @@ export interface ReplicaPosition {
   streamId: string;
   seq: number;
   carriesOlderState: boolean;
+  /** Every organization of a complete listing is in the file (ReplicaPositionRow.organizationsListed). */
+  organizationsListed: boolean;
 }
 
 /** What applying stream entries did: how many changes, and when the receiver accepted each (for lag). */
@@ -29,12 +31,19 @@ export class PositionConflictError extends Error {
 const p = <K extends string>(k: K) => sql.placeholder(k);
 const COLUMNS = ['organizationId', 'emailAddress', 'status', 'expiresAt', 'createdAt', 'updatedAt', 'confirmedAt', 'source', 'deletedAt', 'raw'] as const;
 
-/** A state as the row the writer's upsert takes, in `['id', ...COLUMNS]` order. */
-type StateRow = unknown[];
+const ORGANIZATION_COLUMNS = ['confirmedAt', 'source', 'deletedAt'] as const;
+
+/**
+ * A state as the row its table's upsert takes: an invitation's in `['id', ...COLUMNS]` order,
+ * an organization's (id `org_…`) in `['id', ...ORGANIZATION_COLUMNS]` order.
+ */
+type StateRow = [string, ...unknown[]];
 
 function rowOf(s: StoredState): StateRow {
   const f = s.fields;
-  return [s.id, f.organizationId, f.emailAddress, f.status, f.expiresAt, f.createdAt, s.updatedAt, s.confirmedAt, f.source, s.deleted ? s.confirmedAt : null, s.raw];
+  const deletedAt = s.deleted ? s.confirmedAt : null;
+  if (isOrganizationId(s.id)) return [s.id, s.confirmedAt, f.source, deletedAt];
+  return [s.id, f.organizationId, f.emailAddress, f.status, f.expiresAt, f.createdAt, s.updatedAt, s.confirmedAt, f.source, deletedAt, s.raw];
 }
 
 /**
@@ -44,6 +53,7 @@ function rowOf(s: StoredState): StateRow {
  */
 export class ReplicaWriter {
   private readonly upsert;
+  private readonly upsertOrganization;
   private readonly selectPosition;
   private readonly savePosition;
   private readonly selectIds;
@@ -65,15 +75,30 @@ export class ReplicaWriter {
         .onConflictDoUpdate({ target: inv.id, set: Object.fromEntries(COLUMNS.map((c) => [c, sql.raw(`excluded.${inv[c].name}`)])) }),
       ['id', ...COLUMNS],
     );
+    this.upsertOrganization = positional(
+      conn.sqlite,
+      db
+        .insert(orgs)
+        .values({ id: p('id'), ...Object.fromEntries(ORGANIZATION_COLUMNS.map((c) => [c, p(c)])) } as never)
+        .onConflictDoUpdate({ target: orgs.id, set: Object.fromEntries(ORGANIZATION_COLUMNS.map((c) => [c, sql.raw(`excluded.${orgs[c].name}`)])) }),
+      ['id', ...ORGANIZATION_COLUMNS],
+    );
     this.selectPosition = db.select().from(replicaPosition).where(eq(replicaPosition.id, 1)).prepare();
-    const position = { epoch: p('epoch'), streamId: p('streamId'), seq: p('seq'), carriesOlderState: p('carriesOlderState'), updatedAt: p('updatedAt') };
+    const position = {
+      epoch: p('epoch'),
+      streamId: p('streamId'),
+      seq: p('seq'),
+      carriesOlderState: p('carriesOlderState'),
+      organizationsListed: p('organizationsListed'),
+      updatedAt: p('updatedAt'),
+    };
     this.savePosition = db
       .insert(replicaPosition)
       .values({ id: 1, ...position } as never)
       .onConflictDoUpdate({ target: replicaPosition.id, set: position as never })
       .prepare();
-    this.selectIds = db.select({ id: inv.id }).from(inv).prepare();
-    this.deleteRow = db.delete(inv).where(eq(inv.id, p('id'))).prepare();
+    this.selectIds = [db.select({ id: inv.id }).from(inv).prepare(), db.select({ id: orgs.id }).from(orgs).prepare()];
+    this.deleteRow = [db.delete(inv).where(eq(inv.id, p('id'))).prepare(), db.delete(orgs).where(eq(orgs.id, p('id'))).prepare()];
     this.countRows = db.select({ n: sql<number>`count(*)` }).from(inv).prepare();
   }
 
@@ -84,12 +109,12 @@ export class ReplicaWriter {
   /** The file's position; the first call also makes it the one this writer expects to find. */
   position(): ReplicaPosition | undefined {
     const row = this.selectPosition.get();
-    const pos = row && { epoch: row.epoch, streamId: row.streamId, seq: row.seq, carriesOlderState: row.carriesOlderState };
+    const pos = row && { epoch: row.epoch, streamId: row.streamId, seq: row.seq, carriesOlderState: row.carriesOlderState, organizationsListed: row.organizationsListed };
     if (this.committed === undefined) this.committed = pos ?? null;
     return pos;
   }
 
-  /** Rows in the file, tombstones included. */
+  /** Invitation rows in the file, tombstones included. */
   rowCount(): number {
     return this.countRows.get()?.n ?? 0;
   }
@@ -120,7 +145,7 @@ export class ReplicaWriter {
   /** `apply` for states already turned into rows (rowOf). */
   applyRows(rows: readonly StateRow[], to?: ReplicaPosition): void {
     this.transaction(() => {
-      for (const r of rows) this.upsert.run(...r);
+      for (const r of rows) (isOrganizationId(r[0]) ? this.upsertOrganization : this.upsert).run(...r);
       if (to) this.moveTo(to);
     });
   }
@@ -132,12 +157,14 @@ export class ReplicaWriter {
   removeAllBut(keep: ReadonlySet<string>, to: ReplicaPosition): number {
     return this.transaction(() => {
       let removed = 0;
-      for (const { id } of this.selectIds.all()) {
-        if (!keep.has(id)) {
-          this.deleteRow.run({ id });
-          removed++;
+      this.selectIds.forEach((select, table) => {
+        for (const { id } of select.all()) {
+          if (!keep.has(id)) {
+            this.deleteRow[table]!.run({ id });
+            removed++;
+          }
         }
-      }
+      });
       this.moveTo(to);
       return removed;
     });
@@ -159,5 +186,5 @@ export class ReplicaWriter {
 
 function samePosition(a: ReplicaPosition | undefined, b: ReplicaPosition | null): boolean {
   if (!a || !b) return !a && !b;
-  return a.epoch === b.epoch && a.streamId === b.streamId && a.seq === b.seq && a.carriesOlderState === b.carriesOlderState;
+  return a.epoch === b.epoch && a.streamId === b.streamId && a.seq === b.seq && a.carriesOlderState === b.carriesOlderState && a.organizationsListed === b.organizationsListed;
 }

@@ -39,7 +39,7 @@ export const controlRoutes: RouteTable<ControlContext> = {
 
   'POST /_control/organizations': ({ store, body }) => {
     const b = bodyObject(body);
-    return ok(store.createOrganization({ name: optionalString(b, 'name'), slug: optionalString(b, 'slug') }));
+    return ok(store.createOrganization({ name: optionalString(b, 'name'), slug: optionalString(b, 'slug'), webhook: b.webhook === true }));
   },
 
   'DELETE /_control/organizations/:organization_id': ({ store, params, query }) => {

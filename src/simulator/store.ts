@@ -19,8 +19,8 @@ import { organizationName, person } from './seed-data.ts';
 export type { CreateInvitationInput } from './invitation.ts';
 
 export type InvitationEventType = 'organizationInvitation.created' | 'organizationInvitation.accepted' | 'organizationInvitation.revoked';
-/** The webhooks the store sends: invitation events, `organization.deleted`, `role.updated` and `user.updated`. */
-export type StoreEventType = InvitationEventType | 'organization.deleted' | 'role.updated' | 'user.updated';
+/** The webhooks the store sends: invitation events, `organization.created` / `.deleted`, `role.updated` and `user.updated`. */
+export type StoreEventType = InvitationEventType | 'organization.created' | 'organization.deleted' | 'role.updated' | 'user.updated';
 
 export interface StoreOptions {
   /** Seeds ids and generated data (not faults: those have their own stream). @defaultValue 1 */
@@ -144,7 +144,11 @@ export class SimulatorStore {
     return { organizationIds, invitationIds };
   }
 
-  createOrganization(input: { name?: string; slug?: string; createdBy?: string; createdAt?: number } = {}): OrganizationJSON {
+  /**
+   * Clerk sends `organization.created`; the store does when `webhook` is true. Off by
+   * default: most tests set organizations up before the mirror runs, and count its calls.
+   */
+  createOrganization(input: { name?: string; slug?: string; createdBy?: string; createdAt?: number; webhook?: boolean } = {}): OrganizationJSON {
     const name = input.name ?? organizationName(this.random);
     const id = clerkId('org', this.random);
     const createdAt = input.createdAt ?? this.now();
@@ -164,6 +168,7 @@ export class SimulatorStore {
       updated_at: createdAt,
     };
     this.orgs.set(id, org);
+    if (input.webhook) this.onEvent('organization.created', { ...org });
     return structuredClone(org);
   }
 

@@ -45,6 +45,9 @@ export class StateFormatError extends Error {
   override name = 'StateFormatError';
 }
 
+/** An organization's state, not an invitation's: the publish script routes by the same prefix (scripts/publish.lua). */
+export const isOrganizationId = (id: string) => id.startsWith('org_');
+
 /** An invitation's member of the expiries set (scripts/publish.lua, scripts/due.lua). */
 export const expiryMember = (organizationId: string, invitationId: string) => `${organizationId}/${invitationId}`;
 

@@ -23,6 +23,8 @@ export interface MirrorKeys {
   readonly changes: string;
   /** Hash: backfill cursor, last backfill, last reconciliation (JSON). */
   readonly records: string;
+  /** Hash: organization id → whether it exists (a state in the snapshot's format, without JSON). */
+  readonly organizations: string;
   /** Sorted set: `organization_id/invitation_id` of each pending invitation, scored by its `expires_at`. */
   readonly expiries: string;
   /** The newest `updated_at` a webhook announced for an invitation. */
@@ -42,6 +44,7 @@ export function mirrorKeys(prefix: string = DEFAULT_KEY_PREFIX): MirrorKeys {
     changes: `${tag}:state:changes`,
     records: `${tag}:state:records`,
     expiries: `${tag}:state:expiries`,
+    organizations: `${tag}:state:organizations`,
     announced: (invitationId: string) => `${tag}:${SYNC_QUEUE}:announced:${invitationId}`,
     lock: (kind: string) => `${tag}:sync-lock:${kind}`,
   });

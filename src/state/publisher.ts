@@ -31,6 +31,24 @@ export type InvitationState =
     };
 
 /**
+ * Whether an organization exists, as Clerk answered at `observedAt` (a list page, a GET, or
+ * a 404). Only existence is kept: the mirror serves no organization JSON, and an
+ * organization's renames are not changes to it.
+ */
+export interface OrganizationState {
+  kind: 'organization';
+  id: string;
+  /** BAPI answered 404 for it. */
+  gone: boolean;
+  observedAt: number;
+  source: StateSource;
+  receivedAt?: number;
+}
+
+/** Anything the publish rule takes. */
+export type PublishedState = InvitationState | OrganizationState;
+
+/**
  * - `inserted`: first state of that invitation in the shared state.
  * - `updated`: replaced an older state, or the same version with other content or presence.
  * - `unchanged`: the state held already; only its confirmation time moved.
@@ -45,6 +63,11 @@ export interface PublishOptions {
   withPrevious?: boolean;
   /** Refuse (EpochChangedError) unless the state is still this epoch. */
   expectEpoch?: string;
+  /**
+   * This publish ends a complete listing of the organizations: from the change after it on,
+   * an organization the shared state does not know does not exist. @defaultValue false
+   */
+  organizationsListed?: boolean;
   /** A maintenance record written in the same script: `value` undefined deletes it. */
   record?: { name: string; value: unknown };
 }
@@ -74,9 +97,17 @@ export interface StatePublisherOptions {
 /** A candidate epoch for a state that does not exist yet; random so two new states never share one. */
 export const epochCandidate = () => randomBytes(6).toString('hex');
 
+/** The content hash of every existing organization: its existence is all that is compared. */
+const ORGANIZATION_HASH = 'org';
+
 /** Arguments of one state for scripts/publish.lua. */
-function stateArgs(s: InvitationState): (string | number)[] {
+function stateArgs(s: PublishedState): (string | number)[] {
   const r = s.receivedAt ?? '';
+  if (s.kind === 'organization') {
+    // Version 0 always: the later observation decides, and a rename is not a change.
+    const tail = encodeTail({ organizationId: s.id, emailAddress: null, status: null, expiresAt: null, createdAt: null, source: s.source }, null);
+    return [s.id, 0, s.gone ? '1' : '0', s.observedAt, s.gone ? '' : ORGANIZATION_HASH, tail, r, '', ''];
+  }
   if (s.kind === 'present') {
     const inv = s.invitation;
     const expiry = inv.status === 'pending' && typeof inv.expires_at === 'number' ? inv.expires_at : '';
@@ -86,7 +117,7 @@ function stateArgs(s: InvitationState): (string | number)[] {
   return [s.id, s.knownUpdatedAt ?? 0, '1', s.observedAt, '', tail, r, expiryMember(s.organizationId, s.id), ''];
 }
 
-export const stateId = (s: InvitationState) => (s.kind === 'present' ? s.invitation.id : s.id);
+export const stateId = (s: PublishedState) => (s.kind === 'present' ? s.invitation.id : s.id);
 
 /** Publishes canonical states into the shared state through scripts/publish.lua, one script run per call. */
 export class StatePublisher {
@@ -96,13 +127,13 @@ export class StatePublisher {
     this.scripts = stateScripts(opts.connection);
   }
 
-  async publish(states: readonly InvitationState[], o: PublishOptions = {}): Promise<PublishResult> {
+  async publish(states: readonly PublishedState[], o: PublishOptions = {}): Promise<PublishResult> {
     const { keys, retentionMs } = this.opts;
-    const flags = `${o.dryRun ? 'd' : ''}${o.withPrevious ? 'p' : ''}`;
+    const flags = `${o.dryRun ? 'd' : ''}${o.withPrevious ? 'p' : ''}${o.organizationsListed ? 'o' : ''}`;
     const record = o.record ? [o.record.name, o.record.value === undefined ? '' : JSON.stringify(o.record.value)] : ['', ''];
     const args: (string | number)[] = [epochCandidate(), retentionMs, flags, o.expectEpoch ?? '', ...record];
     for (const s of states) args.push(...stateArgs(s));
-    const reply = (await this.scripts.publish([keys.meta, keys.snapshot, keys.changes, keys.records, keys.expiries], args)) as [string, string | null, unknown[]];
+    const reply = (await this.scripts.publish([keys.meta, keys.snapshot, keys.changes, keys.records, keys.expiries, keys.organizations], args)) as [string, string | null, unknown[]];
     const epoch = reply[1] ?? undefined;
     if (reply[0] === 'epoch_changed') throw new EpochChangedError(epoch);
     const raw = reply[2] ?? [];

@@ -4,7 +4,7 @@ import type { Redis } from '../redis/connection.ts';
 const DIR = new URL('./scripts/', import.meta.url);
 
 /** Number of KEYS each script takes (undefined: given with each call); the file is `scripts/<name>.lua`. */
-const SCRIPTS: Record<string, number | undefined> = { publish: 5, held: undefined, ensure: 1, records: 2, due: 1, find: 1 };
+const SCRIPTS: Record<string, number | undefined> = { publish: 6, held: undefined, ensure: 1, records: 2, due: 1, find: 1 };
 type ScriptName = 'publish' | 'held' | 'ensure' | 'records' | 'due' | 'find';
 
 const INCLUDE = /^-- @include (\S+)$/m;
@@ -28,7 +28,7 @@ type Arg = string | number;
 
 /** The state's scripts as commands of one connection; ioredis sends EVALSHA and falls back to EVAL once per connection. */
 export interface StateScripts {
-  publish(keys: [string, string, string, string, string], args: Arg[]): Promise<unknown>;
+  publish(keys: [string, string, string, string, string, string], args: Arg[]): Promise<unknown>;
   /** Three answers per id: stored updated_at, tombstone flag, announced version (null where none). */
   held(keys: string[], args: string[]): Promise<(string | null)[]>;
   ensure(keys: [string], args: [string]): Promise<string[]>;

@@ -1,5 +1,5 @@
 import type { Redis } from '../redis/connection.ts';
-import { decodeValue, expiryMember, rawEntry, type RawEntry, type StoredState } from './codec.ts';
+import { decodeValue, expiryMember, isOrganizationId, rawEntry, type RawEntry, type StoredState } from './codec.ts';
 import type { MirrorKeys } from './keys.ts';
 import { EpochChangedError, epochCandidate } from './publisher.ts';
 import { stateScripts, type StateScripts } from './scripts.ts';
@@ -22,6 +22,12 @@ export interface StateMeta {
   createdAt: number;
   /** When a complete pass over Clerk's lists was first published into this epoch; until then the state may lack invitations. */
   filledAt: number | undefined;
+  /**
+   * Sequence number after which every organization of a complete listing (backfill or
+   * reconciliation) is in the state: a reader that has applied that far may answer 404 for an
+   * organization it does not know. Undefined until such a listing finished in this epoch.
+   */
+  organizationsListedSeq: number | undefined;
 }
 
 function toMeta(flat: string[]): StateMeta | undefined {
@@ -34,6 +40,7 @@ function toMeta(flat: string[]): StateMeta | undefined {
     last: h.last ?? '0-0',
     createdAt: Number(h.created_at ?? 0),
     filledAt: h.filled_at ? Number(h.filled_at) : undefined,
+    organizationsListedSeq: h.organizations_listed ? Number(h.organizations_listed) : undefined,
   };
 }
 
@@ -65,9 +72,10 @@ export class SharedState {
     return toMeta(flat);
   }
 
-  async get(invitationId: string): Promise<StoredState | undefined> {
-    const v = await this.redis.hget(this.keys.snapshot, invitationId);
-    return v === null ? undefined : decodeValue(invitationId, v);
+  /** The state of an invitation, or of an organization for an `org_…` id. */
+  async get(id: string): Promise<StoredState | undefined> {
+    const v = await this.redis.hget(isOrganizationId(id) ? this.keys.organizations : this.keys.snapshot, id);
+    return v === null ? undefined : decodeValue(id, v);
   }
 
   /** The stored version and the newest announced one of each invitation, in one round trip. */
@@ -80,14 +88,16 @@ export class SharedState {
   }
 
   /**
-   * Every state of the snapshot, in batches of about `count` (HSCAN: a state present for the
-   * whole scan is returned at least once; one changed meanwhile may come in either version,
-   * which is why a replica notes the stream position first and replays what follows). The
-   * next batch is asked for before this one is handed over, so Redis prepares it meanwhile.
+   * Every invitation's state (or, with `of: 'organizations'`, every organization's), in
+   * batches of about `count` (HSCAN: a state present for the whole scan is returned at least
+   * once; one changed meanwhile may come in either version, which is why a replica notes the
+   * stream position first and replays what follows). The next batch is asked for before this
+   * one is handed over, so Redis prepares it meanwhile.
    */
-  async *scan(count = 1000): AsyncGenerator<StoredState[]> {
+  async *scan(count = 1000, of: 'invitations' | 'organizations' = 'invitations'): AsyncGenerator<StoredState[]> {
+    const key = of === 'invitations' ? this.keys.snapshot : this.keys.organizations;
     const page = (cursor: string) => {
-      const p = this.redis.hscan(this.keys.snapshot, cursor, 'COUNT', count);
+      const p = this.redis.hscan(key, cursor, 'COUNT', count);
       p.catch(() => {});
       return p;
     };

@@ -26,8 +26,11 @@ const invitationEvent: EventHandler = (event, receivedAt) => {
 
 const organizationEventData = z.looseObject({ id: clerkId('org') });
 
-/** The organization is gone at Clerk: the worker confirms it with one GET, then removes its invitations. */
-const organizationDeleted: EventHandler = (event, receivedAt) => {
+/**
+ * An organization created, changed or deleted: the worker asks Clerk once whether it exists,
+ * and records that (a deleted one takes its invitations along).
+ */
+const organizationEvent: EventHandler = (event, receivedAt) => {
   const parsed = organizationEventData.safeParse(event.data);
   if (!parsed.success) throw new InvalidEventError(`${event.type} without a valid data.id`);
   return { kind: 'organization', organizationId: parsed.data.id, receivedAt, reason: event.type };
@@ -58,7 +61,9 @@ export const eventHandlers: Readonly<Record<string, EventHandler>> = Object.free
   'organizationInvitation.created': invitationEvent,
   'organizationInvitation.accepted': invitationEvent,
   'organizationInvitation.revoked': invitationEvent,
-  'organization.deleted': organizationDeleted,
+  'organization.created': organizationEvent,
+  'organization.updated': organizationEvent,
+  'organization.deleted': organizationEvent,
   'role.updated': roleChanged,
   'role.deleted': roleChanged,
   'user.updated': inviterChanged,

@@ -4,22 +4,23 @@ import type { BapiClient } from '../clerk/client.ts';
 import { throttledLog, type Logger } from '../logger.ts';
 import { isInvitationJob, syncJobSchema, type DerivedJobData, type InvitationJobData, type OrganizationJobData, type SyncJobData } from '../queue/job.ts';
 import type { RefreshResult } from './derived.ts';
-import type { InvitationState, PublishOutcome } from '../state/publisher.ts';
+import type { InvitationState, PublishedState, PublishOutcome } from '../state/publisher.ts';
 import type { Held } from '../state/shared-state.ts';
 import type { PipelineStats } from '../stats.ts';
 
 export interface ProcessorDeps {
   bapi: BapiClient;
   /** Publishes a canonical state into the shared state (batched per turn: concurrent jobs' states go together). */
-  publish(state: InvitationState): Promise<PublishOutcome>;
+  publish(state: PublishedState): Promise<PublishOutcome>;
   /**
    * The stored and the newest announced version of an invitation (SharedState#held, batched
    * per turn); without it every job fetches.
    */
   held?: (invitationId: string) => Promise<Held>;
   /**
-   * Tombstones, in the shared state, every live invitation of an organization Clerk no longer
-   * has, and says how many; without it an organization job only checks with Clerk.
+   * Tombstones, in the shared state, an organization Clerk no longer has and every live
+   * invitation of it, and says how many invitations; without it an organization job only
+   * records the organization's existence.
    */
   removeOrganization?: (organizationId: string, receivedAt: number) => Promise<number>;
   /** Re-fetches the invitations whose derived fields a changed role or user sets (worker/derived.ts). */
@@ -188,18 +189,21 @@ export function createProcessor({ bapi, publish, held, removeOrganization, refre
   }
 
   /**
-   * One GET of the organization: when Clerk still has it (a late, forged or mistaken event),
-   * nothing changes; when it answers 404, every invitation of it leaves the shared state, as
-   * BAPI then 404s them all without sending an event for any.
+   * One GET of the organization (any organization event: created, updated, deleted). When
+   * Clerk has it, the shared state records that it exists (a list of it answers 200 even
+   * without invitations); when it answers 404, the organization and every invitation of it
+   * leave the shared state, as BAPI then 404s them all without sending an event for any.
    */
   async function syncOrganization(data: OrganizationJobData, job: Job<SyncJobData>): Promise<SyncResult> {
-    if ((await callBapi(() => bapi.getOrganization(data.organizationId), job)) !== NOT_FOUND) {
-      log.info({ jobId: job.id, organizationId: data.organizationId, reason: data.reason }, 'Clerk still has the organization: its invitations stay');
-      return { outcome: 'unchanged', gone: false };
+    const got = await callBapi(() => bapi.getOrganization(data.organizationId), job);
+    if (got !== NOT_FOUND) {
+      const outcome = await publish({ kind: 'organization', id: data.organizationId, gone: false, observedAt: got.receivedAt, source: 'webhook', receivedAt: data.receivedAt });
+      if (data.reason === 'organization.deleted') log.info({ jobId: job.id, organizationId: data.organizationId }, 'Clerk still has the organization: its invitations stay');
+      return { outcome, gone: false };
     }
     const removed = removeOrganization ? await removeOrganization(data.organizationId, data.receivedAt) : 0;
     stats.writes.tombstoned += removed;
-    log.info({ jobId: job.id, organizationId: data.organizationId, removed }, 'organization deleted in Clerk: its invitations are tombstoned');
+    log.info({ jobId: job.id, organizationId: data.organizationId, removed, reason: data.reason }, 'organization deleted in Clerk: it and its invitations are tombstoned');
     return { outcome: removed > 0 ? 'updated' : 'unchanged', gone: true, removed };
   }
 

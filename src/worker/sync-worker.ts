@@ -2,7 +2,7 @@ import { UnrecoverableError, Worker } from 'bullmq';
 import type { SyncJobData } from '../queue/job.ts';
 import { SYNC_QUEUE } from '../queue/names.ts';
 import type { MirrorKeys } from '../state/keys.ts';
-import type { InvitationState, PublishOutcome, StatePublisher } from '../state/publisher.ts';
+import type { PublishedState, PublishOutcome, StatePublisher } from '../state/publisher.ts';
 import type { Held, SharedState } from '../state/shared-state.ts';
 import { TurnBatcher } from '../state/turn-batcher.ts';
 import type { Redis } from '../redis/connection.ts';
@@ -42,7 +42,7 @@ export class SyncWorker {
 
   constructor({ connection, keys, rateLimit, concurrency = 8, backoff, publisher, state, derived, ...deps }: SyncWorkerOptions) {
     const strategy = jitteredBackoff(backoff);
-    const publishes = new TurnBatcher<InvitationState, PublishOutcome>(async (states) => (await publisher.publish(states)).outcomes);
+    const publishes = new TurnBatcher<PublishedState, PublishOutcome>(async (states) => (await publisher.publish(states)).outcomes);
     const holds = new TurnBatcher<string, Held>((ids) => state.held(ids));
     const processor = createProcessor({
       ...deps,

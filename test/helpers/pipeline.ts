@@ -8,6 +8,13 @@ import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { QUEUE_PREFIX, SYNC_QUEUE } from '../../src/queue/names.ts';
 import { startService, type Role, type Service } from '../../src/service.ts';
+import { BapiClient } from '../../src/clerk/client.ts';
+import { runBackfill, type BackfillSummary } from '../../src/maintenance/backfill.ts';
+import { SharedRateLimiter } from '../../src/maintenance/rate-limiter.ts';
+import { runReconcile, type ReconcileReport } from '../../src/maintenance/reconcile.ts';
+import { mirrorKeys } from '../../src/state/keys.ts';
+import { StatePublisher } from '../../src/state/publisher.ts';
+import { SharedState } from '../../src/state/shared-state.ts';
 import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/index.ts';
 
 export const SECRET_KEY = 'sk_test_pipelineTestKey0123456789';
@@ -27,6 +34,9 @@ export interface Harness {
   service: Service;
   queue: Queue;
   logs: () => string;
+  /** Runs a backfill, or a reconciliation, against the harness's Clerk and shared state, in this process. */
+  backfill(): Promise<BackfillSummary>;
+  reconcile(o?: { dryRun?: boolean }): Promise<ReconcileReport>;
   webhookUrl: string;
   stop(): Promise<void>;
 }
@@ -68,12 +78,24 @@ export async function startHarness(opts: {
   sim.delivery.addEndpoint(webhookUrl);
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue(SYNC_QUEUE, { connection, prefix: QUEUE_PREFIX });
+  const maintenanceDeps = () => {
+    const keys = mirrorKeys();
+    return {
+      state: new SharedState(connection, keys),
+      publisher: new StatePublisher({ connection, keys, retentionMs: config.state.retentionMs }),
+      bapi: new BapiClient({ apiUrl: sim.url, secretKey: SECRET_KEY, timeoutMs: 5000 }),
+      limiter: new SharedRateLimiter({ connection, keys, rateLimit: { max: 100_000, windowMs: 10_000 } }),
+      log,
+    };
+  };
   return {
     sim,
     service,
     queue,
     webhookUrl,
     logs: () => lines.join(''),
+    backfill: () => runBackfill(maintenanceDeps()),
+    reconcile: (o = {}) => runReconcile({ ...maintenanceDeps(), ...o }),
     async stop() {
       await service.stop();
       await queue.close();

@@ -4,15 +4,23 @@
 -- stream, both in this one atomic script. A tombstone (BAPI answered 404) takes the newest
 -- version known, so a late, older state cannot bring the invitation back.
 --
--- KEYS[1] meta, KEYS[2] snapshot, KEYS[3] changes stream, KEYS[4] records, KEYS[5] expiries
+-- KEYS[1] meta, KEYS[2] snapshot, KEYS[3] changes stream, KEYS[4] records, KEYS[5] expiries,
+-- KEYS[6] organizations
 -- ARGV[1] epoch candidate (used when the state is new)
 -- ARGV[2] stream retention in ms (entries older than that are trimmed, approximately)
--- ARGV[3] flags: 'd' dry run (compare only, write nothing), 'p' return each previous header
+-- ARGV[3] flags: 'd' dry run (compare only, write nothing), 'p' return each previous header,
+--   'o' this run ends a complete listing of the organizations (meta's organizations_listed
+--   becomes the sequence number after it)
 -- ARGV[4] expected epoch, or '' for any
 -- ARGV[5] record name to write with the states (a backfill cursor), or ''
 -- ARGV[6] its JSON value ('' deletes it)
 -- then 9 per state: id, updated_at, gone ('1'/'0'), observed_at, content hash, tail, received_at,
--- expiry member (`organization_id/id`), expires_at if the state is pending (else '')
+-- expiry member (`organization_id/id`, '' for an organization), expires_at if the state is
+-- pending (else '')
+--
+-- An organization's state (id `org_…`) lives in the organizations hash instead of the
+-- snapshot, under the same rule, and its changes go into the same stream, so a replica
+-- applies organizations and invitations in one order.
 --
 -- The expiries set holds each pending invitation whose expiry is still ahead, scored by its
 -- expires_at, so that a worker re-fetches it when it expires (scripts/due.lua). A state that
@@ -30,9 +38,10 @@
 -- Returns {'ok', epoch, outcomes} or {'epoch_changed', epoch}; an outcome is
 -- inserted | updated | unchanged | stale, or {outcome, previous header and fields} with 'p'.
 -- @include epoch.lua
-local meta, snapshot, changes, records, expiries = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local meta, invitations, changes, records, expiries, organizations = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local dry = string.find(ARGV[3], 'd', 1, true) ~= nil
 local want_previous = string.find(ARGV[3], 'p', 1, true) ~= nil
+local listed_organizations = string.find(ARGV[3], 'o', 1, true) ~= nil
 local time, now = clock()
 local epoch = current_epoch(meta, ARGV[1], time, now, not dry)
 if ARGV[4] ~= '' and ARGV[4] ~= epoch then return {'epoch_changed', epoch or false} end
@@ -47,6 +56,7 @@ local outcomes = {}
 for i = 7, #ARGV, 9 do
   local id, u, gone, c, h, tail, r = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1', tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   local member, expiry = ARGV[i + 7], ARGV[i + 8]
+  local snapshot = string.sub(id, 1, 4) == 'org_' and organizations or invitations
   local cur = redis.call('HGET', snapshot, id)
   local outcome, value
   if cur then
@@ -83,7 +93,7 @@ for i = 7, #ARGV, 9 do
     redis.call('HSET', snapshot, id, value)
     changed[#changed + 1] = id .. '|' .. r .. '|' .. value
   end
-  if not dry and outcome ~= 'stale' then
+  if not dry and outcome ~= 'stale' and member ~= '' then
     -- Only an expiry still ahead: a pending state past its expires_at is not scheduled again.
     if expiry ~= '' and tonumber(expiry) > now then
       redis.call('ZADD', expiries, expiry, member)
@@ -108,6 +118,7 @@ if #changed > 0 then
   last = redis.call('XADD', changes, 'MINID', '~', minid, '*', 'e', last .. RS .. seq .. RS .. table.concat(changed, RS))
   redis.call('HSET', meta, 'last', last, 'seq', seq)
 end
+if listed_organizations and not dry then redis.call('HSET', meta, 'organizations_listed', seq) end
 if ARGV[5] ~= '' and not dry then
   if ARGV[6] == '' then redis.call('HDEL', records, ARGV[5]) else redis.call('HSET', records, ARGV[5], ARGV[6]) end
 end
