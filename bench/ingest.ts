@@ -52,7 +52,7 @@ function floorApp(redisUrl: string, signingSecret: string, defer: (close: () => 
     const { type, data } = JSON.parse(body.toString('utf8')) as { type: string; data: { id: string; organization_id: string; updated_at: number } };
     writes.hold();
     const job = { organizationId: data.organization_id, invitationId: data.id, eventUpdatedAt: data.updated_at, receivedAt: Date.now(), reason: type };
-    await queue.add(SYNC_JOB_NAME, job, syncJobOptions(job, { coalesceMs: 200, attempts: 12 }));
+    await queue.add(SYNC_JOB_NAME, job, syncJobOptions(job, { delayMs: 200, attempts: 12 }));
   });
 }
 

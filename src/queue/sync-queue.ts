@@ -2,6 +2,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from '../redis/connection.ts';
 import { WriteCoalescer } from '../redis/coalesce-writes.ts';
 import { AnnouncedVersions } from './announced.ts';
+import { RecentKeys } from './recent-keys.ts';
 import { isInvitationJob, syncJobKey, syncJobSchema, type SyncJobData } from './job.ts';
 import { SYNC_JOB_NAME, SYNC_QUEUE } from './names.ts';
 import type { MirrorKeys } from '../state/keys.ts';
@@ -10,9 +11,11 @@ export interface SyncQueueOptions {
   connection: Redis;
   keys: MirrorKeys;
   /**
-   * Quiet period before a fetch: each event for an invitation whose job is still waiting
-   * restarts it, so a burst costs one fetch after it ends (plus one if a fetch was already
-   * running). Trades sync lag for Clerk budget (see BENCHMARKS.md).
+   * Coalescing window. The first event for an invitation with nothing queued for it in the
+   * last `coalesceMs` is fetched at once (leading edge); an event within the window of the
+   * previous one waits `coalesceMs` and each later one restarts that wait, so a burst costs
+   * the leading fetch and one after it ends (plus one if a fetch was running). Trades sync
+   * lag under bursts for Clerk budget (see BENCHMARKS.md).
    * @defaultValue 200
    */
   coalesceMs?: number;
@@ -38,13 +41,14 @@ export interface SyncQueueOptions {
  * The BullMQ options of a sync job: one place for them, so the benchmarks' baseline and floor
  * queue jobs exactly as the receiver does.
  */
-export function syncJobOptions(job: SyncJobData, { coalesceMs, attempts }: { coalesceMs: number; attempts: number }) {
+export function syncJobOptions(job: SyncJobData, { delayMs, attempts }: { delayMs: number; attempts: number }) {
   return {
     // keepLastIfActive: never two fetches of one invitation at once, and an event that
     // arrives mid-fetch gets a fetch after it. replace: a waiting job is swapped for
-    // the newest event and its delay restarts (debounce).
+    // the newest event and its delay restarts (debounce); a job already waiting without a
+    // delay (the leading edge) takes the event as it is, as it has not fetched yet.
     deduplication: { id: syncJobKey(job), keepLastIfActive: true, replace: true },
-    delay: coalesceMs,
+    delay: delayMs,
     attempts,
     backoff: { type: 'jittered' },
     removeOnComplete: { age: 3600, count: 10_000 },
@@ -65,6 +69,7 @@ export class SyncQueue {
   private readonly attempts: number;
   private readonly enqueueTimeoutMs: number;
   private readonly writes: WriteCoalescer | undefined;
+  private readonly recent: RecentKeys;
 
   constructor({ connection, keys, coalesceMs = 200, attempts = 12, enqueueTimeoutMs = 3000, coalesceWrites = true }: SyncQueueOptions) {
     this.queue = new Queue<SyncJobData>(SYNC_QUEUE, { connection, prefix: keys.queuePrefix });
@@ -73,6 +78,7 @@ export class SyncQueue {
     this.announced = new AnnouncedVersions(connection, keys);
     this.writes = coalesceWrites ? new WriteCoalescer(connection) : undefined;
     this.coalesceMs = coalesceMs;
+    this.recent = new RecentKeys(coalesceMs);
     this.attempts = attempts;
     this.enqueueTimeoutMs = enqueueTimeoutMs;
   }
@@ -93,7 +99,7 @@ export class SyncQueue {
       // Sent first on the same connection, so Redis raises the version before the job exists.
       const raised = isInvitationJob(job) && job.eventUpdatedAt !== undefined ? this.announced.raise(job.invitationId, job.eventUpdatedAt) : undefined;
       await Promise.race([
-        Promise.all([raised, this.queue.add(SYNC_JOB_NAME, job, syncJobOptions(job, { coalesceMs: this.coalesceMs, attempts: this.attempts }))]),
+        Promise.all([raised, this.queue.add(SYNC_JOB_NAME, job, syncJobOptions(job, { delayMs: this.delayFor(job), attempts: this.attempts }))]),
         timeout,
       ]);
     } catch (err) {
@@ -102,6 +108,11 @@ export class SyncQueue {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** At once for the first event of a quiet invitation, after the window for one of a burst. */
+  private delayFor(job: SyncJobData): number {
+    return this.coalesceMs > 0 && this.recent.touch(syncJobKey(job)) ? this.coalesceMs : 0;
   }
 
   async close(): Promise<void> {
