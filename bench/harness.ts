@@ -192,6 +192,8 @@ export interface ServiceOpts {
   roles: Role[];
   coalesceMs?: number;
   concurrency?: number;
+  /** Variables over the bench's own (BAPI_RATE_LIMIT, say). */
+  env?: Record<string, string>;
 }
 
 /** The real service (silent logger, no BAPI rate limit) on `backend`, registered with `defer`. */
@@ -205,6 +207,7 @@ export async function startBenchService(backend: Backend, defer: (close: () => P
     PORT: '0',
     LOG_LEVEL: 'silent',
     BAPI_RATE_LIMIT: '1000000',
+    ...opts.env,
   });
   const service = await startService({
     config,

@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { backfillBench } from './backfill.ts';
+import { burstBulkBench } from './burst.ts';
 import { e2eEventsBench, e2eLagBench } from './e2e.ts';
 import { ingestBench } from './ingest.ts';
 import { lookupBench } from './lookup.ts';
@@ -16,6 +17,7 @@ const benchmarks: Benchmark[] = [
   ingestBench,
   e2eEventsBench,
   e2eLagBench,
+  burstBulkBench,
   readBench,
   backfillBench,
   replicaApplyBench,

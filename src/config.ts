@@ -133,10 +133,13 @@ export interface Config {
   };
 }
 
-/** Clerk's published per-instance budgets (requests per 10 s); we spend 90% to leave room for other callers. */
+/** The part of Clerk's per-instance budget the mirror takes unless told otherwise: the application keeps the rest (README, "BAPI budget"). */
+export const DEFAULT_BUDGET_SHARE = 0.3;
+
+/** Clerk's published per-instance budgets (requests per 10 s), times the mirror's default share. */
 export function defaultRateLimit(secretKey: string | undefined): number {
   const budget = secretKey?.startsWith('sk_live_') ? 1000 : 100;
-  return Math.floor(budget * 0.9);
+  return Math.floor(budget * DEFAULT_BUDGET_SHARE);
 }
 
 /**
@@ -197,7 +200,7 @@ export const envDescriptions: Record<EnvName, string> = {
   HOST: 'HTTP listen address (default 127.0.0.1)',
   MIRROR_API_KEY: 'bearer token for the read API (24+ characters); CLERK_SECRET_KEY is accepted too',
   LOG_LEVEL: 'fatal, error, warn, info (default), debug, trace or silent (any case)',
-  BAPI_RATE_LIMIT: 'BAPI requests per window shared by all workers (default 90% of 1000 for sk_live_, of 100 for sk_test_)',
+  BAPI_RATE_LIMIT: 'BAPI requests per window shared by all workers (default 30% of 1000 for sk_live_, of 100 for sk_test_)',
   BAPI_RATE_WINDOW_MS: 'length of that window in ms (default 10000)',
   BAPI_TIMEOUT_MS: 'timeout of one BAPI request in ms (default 10000)',
   STALE_READ_WAIT_MS: 'when BAPI answers an older state than the webhook announced, fetch again (with backoff) for this long after the event before publishing its newest answer, in ms (default 30000; 0 publishes at once)',

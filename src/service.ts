@@ -134,6 +134,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
       if (has('worker')) {
         const publisher = new StatePublisher({ connection: stateConnection, keys, retentionMs: config.state.retentionMs });
         const consumer = new SyncQueue({ connection: connect(false), keys });
+        const budget = new SharedRateLimiter({ connection: stateConnection, keys, rateLimit: config.clerk.rateLimit });
         const worker = new SyncWorker({
           connection: connect(false),
           keys,
@@ -146,10 +147,8 @@ export async function startService(o: ServiceOptions): Promise<Service> {
           log,
           stats,
           staleReadWaitMs: config.clerk.staleReadWaitMs,
-          derived: {
-            caller: new BapiCaller({ limiter: new SharedRateLimiter({ connection: stateConnection, keys, rateLimit: config.clerk.rateLimit }), log }),
-            enqueue: (job) => q.enqueue(job),
-          },
+          budget,
+          bulk: { caller: new BapiCaller({ limiter: budget, log }), enqueue: (job) => q.enqueue(job) },
         });
         worker.start();
         const expiries = new ExpirySweeper({ state, enqueue: (job) => q.enqueue(job), log });

@@ -30,7 +30,9 @@ class Samples {
  */
 export class PipelineStats {
   readonly webhooks = new Map<string, number>(); // `${outcome}:${type}` → count
-  readonly jobs = { completed: 0, retried: 0, failed: 0, rateLimited: 0, skipped: 0 };
+  readonly jobs = { completed: 0, retried: 0, failed: 0, rateLimited: 0, skipped: 0, deferred: 0 };
+  /** Organization batches: list pages fetched, and invitations they published. */
+  readonly batches = { pages: 0, published: 0 };
   /** Outcomes of the worker's publishes into the shared state. */
   readonly writes = { inserted: 0, updated: 0, unchanged: 0, stale: 0, tombstoned: 0 };
   /** Fetches that answered an older state than the webhook announced: fetched again, or published as they were once the wait was over. */

@@ -24,7 +24,7 @@ describe('loadConfig', () => {
     expect(c.http).toEqual({ port: 8080, host: '127.0.0.1' });
     expect(c.logLevel).toBe('info');
     expect(c.redisUrl).toBeUndefined();
-    expect(c.clerk.rateLimit).toEqual({ max: 90, windowMs: 10_000 });
+    expect(c.clerk.rateLimit).toEqual({ max: 30, windowMs: 10_000 });
   });
 
   it('reads every variable and freezes the result', () => {
@@ -40,7 +40,7 @@ describe('loadConfig', () => {
       LOG_LEVEL: 'debug',
     });
     expect(c.clerk.apiUrl).toBe('http://127.0.0.1:9999');
-    expect(c.clerk.rateLimit.max).toBe(900);
+    expect(c.clerk.rateLimit.max).toBe(300);
     expect(c.http).toEqual({ port: 9000, host: '0.0.0.0' });
     expect(c.redisUrl).toBe('redis://localhost:6380/2');
     expect(Object.isFrozen(c)).toBe(true);

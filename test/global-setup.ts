@@ -14,7 +14,7 @@ declare module 'vitest' {
 let redis: ChildProcess | undefined;
 let dir: string | undefined;
 
-/** One real redis-server for the whole run, unless TEST_REDIS_URL points at one. */
+/** One real redis-server for the whole run, unless TEST_REDIS_URL points at one (with `databases 32`). */
 export async function setup(project: TestProject) {
   if (process.env.TEST_REDIS_URL) {
     project.provide('redisUrl', process.env.TEST_REDIS_URL);
@@ -22,7 +22,8 @@ export async function setup(project: TestProject) {
   }
   const port = await freePort();
   dir = mkdtempSync(join(tmpdir(), 'cim-test-redis-'));
-  redis = spawn('redis-server', redisServerArgs({ port, dir, appendfsync: false }), {
+  // More databases than Redis' 16: test files that need a Redis database of their own each take one.
+  redis = spawn('redis-server', [...redisServerArgs({ port, dir, appendfsync: false }), '--databases', '32'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   await new Promise<void>((resolve, reject) => {

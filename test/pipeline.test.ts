@@ -126,8 +126,8 @@ describe('sync pipeline', () => {
       await new Promise((r) => setTimeout(r, 1100));
       h.sim.resetStats();
       const t0 = h.sim.store.now();
-      const org = h.sim.store.createOrganization({ name: 'Limited' });
-      for (let i = 0; i < 25; i++) h.sim.store.createInvitation(org.id, { emailAddress: `l${i}@example.com` });
+      // One invitation per organization: no organization batch folds them into a page.
+      for (let i = 0; i < 25; i++) h.sim.store.createInvitation(h.sim.store.createOrganization({ name: `Limited ${i}` }).id, { emailAddress: `l${i}@example.com` });
       await settle(h, 90_000);
       expect(h.sim.stats().rateLimited).toBeGreaterThan(0);
       const windows = h.sim.stats().rateWindows.filter((w) => w.startedAt >= t0);

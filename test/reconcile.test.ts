@@ -113,7 +113,8 @@ describe('reconciliation', () => {
     store.deleteOrganization(orgs[2]!.id, { webhook: false });
 
     const expected = await expectedDrift();
-    expect(expected.missing).toBeGreaterThan(20);
+    // At least the seeded ones (a lost webhook's invitation may have come with its organization's batch).
+    expect(expected.missing).toBeGreaterThanOrEqual(20);
     expect(expected.expired).toBeGreaterThan(0);
     expect(expected.outdated).toBeGreaterThan(0);
     expect(expected.gone).toBeGreaterThan(0);

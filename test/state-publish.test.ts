@@ -184,15 +184,19 @@ describe('publishing a state', () => {
     expect(e.at(-1)!.lastSeq).toBe(300);
   });
 
-  it('answers the skip rule for many invitations in one call: stored version, tombstone, announced version', async () => {
+  it("answers the skip rule for many invitations in one call: stored version, tombstone, announced version, the organization's recent announcements", async () => {
     const { keys, publisher, state } = rig('held');
-    expect(await state.held(['orginv_k1'])).toEqual([{ stored: undefined, announced: undefined }]);
+    const of = (...ids: string[]) => ids.map((invitationId) => ({ invitationId, organizationId: invitationId === 'orginv_k3' ? 'org_other' : 'org_k' }));
+    expect(await state.held(of('orginv_k1'))).toEqual([{ stored: undefined, announced: undefined, recent: 0 }]);
     await publisher.publish([present({ id: 'orginv_k1', updated_at: 42 }, 1), { kind: 'gone', id: 'orginv_k2', organizationId: 'org_k', knownUpdatedAt: 7, observedAt: 1, source: 'webhook' }]);
     await redis.set(keys.announced('orginv_k1'), '43');
-    expect(await state.held(['orginv_k1', 'orginv_k2', 'orginv_k3'])).toEqual([
-      { stored: { updatedAt: 42, deleted: false }, announced: 43 },
-      { stored: { updatedAt: 7, deleted: true }, announced: undefined },
-      { stored: undefined, announced: undefined },
+    await redis.zadd(keys.recentlyAnnounced('org_k'), 100, 'orginv_k1', 200, 'orginv_k2', 300, 'orginv_k9');
+    expect(await state.held(of('orginv_k1', 'orginv_k2', 'orginv_k3'), 150)).toEqual([
+      { stored: { updatedAt: 42, deleted: false }, announced: 43, recent: 2 },
+      { stored: { updatedAt: 7, deleted: true }, announced: undefined, recent: 2 },
+      { stored: undefined, announced: undefined, recent: 0 },
     ]);
+    // What a batch looks at.
+    expect(await state.recentlyAnnounced('org_k', 150)).toEqual(['orginv_k2', 'orginv_k9']);
   });
 });

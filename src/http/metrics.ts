@@ -79,7 +79,7 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
 
   new Counter({
     name: `${PREFIX}jobs_total`,
-    help: 'Sync jobs by outcome: completed, failed (attempts exhausted or unrecoverable), retried, rate_limited (BAPI answered 429), skipped (completed without a BAPI call: the mirror already held that version).',
+    help: 'Sync jobs by outcome: completed, failed (attempts exhausted or unrecoverable), retried, rate_limited (BAPI answered 429), skipped (completed without a BAPI call: the mirror already held that version), deferred (waited once for its organization\'s batch).',
     labelNames: ['outcome'] as const,
     registers,
     collect() {
@@ -90,6 +90,27 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
       this.inc({ outcome: 'retried' }, j.retried);
       this.inc({ outcome: 'rate_limited' }, j.rateLimited);
       this.inc({ outcome: 'skipped' }, j.skipped);
+      this.inc({ outcome: 'deferred' }, j.deferred);
+    },
+  });
+
+  new Counter({
+    name: `${PREFIX}batch_pages_total`,
+    help: "Organization list pages the worker fetched for bulk changes (one call each, instead of a GET per invitation).",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(stats.batches.pages);
+    },
+  });
+
+  new Counter({
+    name: `${PREFIX}batch_invitations_total`,
+    help: 'Invitations published from organization list pages for bulk changes.',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(stats.batches.published);
     },
   });
 

@@ -46,6 +46,17 @@ redis.call('SET', KEYS[1], '9007199254740991', 'PX', ARGV[1])
 return 1
 `;
 
+/**
+ * Gives back one request of the current window, unless the budget is blocked (a 429) or
+ * empty: a sync job that made no BAPI call (the state was held already, or it waits for a
+ * batch) took the worker limiter's token for nothing.
+ */
+const REFUND = `
+local count = tonumber(redis.call('GET', KEYS[1]) or 0)
+if count > 0 and count < 9007199254740991 then redis.call('DECR', KEYS[1]) return 1 end
+return 0
+`;
+
 export interface SharedRateLimiterOptions {
   /** Any connection to the queue's Redis (non-blocking commands only). */
   connection: Redis;
@@ -94,6 +105,11 @@ export class SharedRateLimiter {
   /** After a 429: nobody on this Clerk instance sends anything for `ms`. */
   async block(ms: number): Promise<void> {
     await this.opts.connection.eval(BLOCK, 1, this.limiterKey, Math.max(1, Math.round(ms)));
+  }
+
+  /** Returns the token of a job that sent no request (see REFUND). */
+  async refund(): Promise<void> {
+    await this.opts.connection.eval(REFUND, 1, this.limiterKey);
   }
 
   stats(): { waits: number; waitedMs: number } {

@@ -18,7 +18,23 @@ export const invitationJobSchema = z.object({
   invitationId: clerkId('orginv'),
   /** `updated_at` in the event that asked for this fetch; a 404 tombstones at least this version. */
   eventUpdatedAt: z.number().int().nonnegative().optional(),
+  /** The job already waited once for its organization's batch: it fetches on its own now. */
+  deferred: z.boolean().optional(),
 });
+
+/**
+ * Fetch, through the organization's list pages, the invitations of it that webhooks announced
+ * lately and the shared state does not hold yet (worker/batch.ts): a bulk invite costs a page
+ * per 500, not a call each.
+ */
+export const batchJobSchema = z.object({ kind: z.literal('batch'), ...common });
+
+/**
+ * How long a batch waits after the first invitation asked for it, so that the rest of a bulk
+ * invite is announced by then and one page shows them all. Not restarted by later requests:
+ * a steady stream still gets a batch every so often.
+ */
+export const BATCH_WAIT_MS = 500;
 
 /**
  * Ask Clerk whether an organization exists and record the answer; when it does not, every
@@ -47,11 +63,12 @@ export const derivedJobSchema = z.object({
 });
 
 /** What one sync job carries: what to re-fetch, and why. */
-export const syncJobSchema = z.union([organizationJobSchema, derivedJobSchema, invitationJobSchema]);
+export const syncJobSchema = z.union([organizationJobSchema, batchJobSchema, derivedJobSchema, invitationJobSchema]);
 
 export type InvitationJobData = z.infer<typeof invitationJobSchema>;
 export type OrganizationJobData = z.infer<typeof organizationJobSchema>;
 export type DerivedJobData = z.infer<typeof derivedJobSchema>;
+export type BatchJobData = z.infer<typeof batchJobSchema>;
 export type SyncJobData = z.infer<typeof syncJobSchema>;
 
 /** True for a job about one invitation (every job without a kind). */
@@ -65,5 +82,7 @@ export function isInvitationJob(d: SyncJobData): d is InvitationJobData {
  */
 export function syncJobKey(d: SyncJobData): string {
   if (isInvitationJob(d)) return `${d.organizationId}/${d.invitationId}`;
-  return d.kind === 'organization' ? `${d.organizationId}/*` : `${d.field}:${d.value}`;
+  if (d.kind === 'organization') return `${d.organizationId}/*`;
+  if (d.kind === 'batch') return `${d.organizationId}/batch`;
+  return `${d.field}:${d.value}`;
 }

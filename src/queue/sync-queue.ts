@@ -3,7 +3,7 @@ import type { Redis } from '../redis/connection.ts';
 import { WriteCoalescer } from '../redis/coalesce-writes.ts';
 import { AnnouncedVersions } from './announced.ts';
 import { RecentKeys } from './recent-keys.ts';
-import { isInvitationJob, syncJobKey, syncJobSchema, type SyncJobData } from './job.ts';
+import { BATCH_WAIT_MS, isInvitationJob, syncJobKey, syncJobSchema, type SyncJobData } from './job.ts';
 import { SYNC_JOB_NAME, SYNC_QUEUE } from './names.ts';
 import type { MirrorKeys } from '../state/keys.ts';
 
@@ -46,9 +46,10 @@ export function syncJobOptions(job: SyncJobData, { delayMs, attempts }: { delayM
     // keepLastIfActive: never two fetches of one invitation at once, and an event that
     // arrives mid-fetch gets a fetch after it. replace: a waiting job is swapped for
     // the newest event and its delay restarts (debounce); a job already waiting without a
-    // delay (the leading edge) takes the event as it is, as it has not fetched yet.
-    deduplication: { id: syncJobKey(job), keepLastIfActive: true, replace: true },
-    delay: delayMs,
+    // delay (the leading edge) takes the event as it is, as it has not fetched yet. A batch
+    // is not replaced: its wait runs from the first request.
+    deduplication: { id: syncJobKey(job), keepLastIfActive: true, replace: job.kind !== 'batch' },
+    delay: job.kind === 'batch' ? BATCH_WAIT_MS : delayMs,
     attempts,
     backoff: { type: 'jittered' },
     removeOnComplete: { age: 3600, count: 10_000 },
@@ -97,7 +98,10 @@ export class SyncQueue {
     this.writes?.hold();
     try {
       // Sent first on the same connection, so Redis raises the version before the job exists.
-      const raised = isInvitationJob(job) && job.eventUpdatedAt !== undefined ? this.announced.raise(job.invitationId, job.eventUpdatedAt) : undefined;
+      const raised =
+        isInvitationJob(job) && job.eventUpdatedAt !== undefined
+          ? this.announced.raise(job.invitationId, job.eventUpdatedAt, { organizationId: job.organizationId, receivedAt: job.receivedAt })
+          : undefined;
       await Promise.race([
         Promise.all([raised, this.queue.add(SYNC_JOB_NAME, job, syncJobOptions(job, { delayMs: this.delayFor(job), attempts: this.attempts }))]),
         timeout,

@@ -29,6 +29,8 @@ export interface MirrorKeys {
   readonly expiries: string;
   /** The newest `updated_at` a webhook announced for an invitation. */
   announced(invitationId: string): string;
+  /** Sorted set: the invitations of an organization webhooks announced lately, scored by when (worker/batch.ts). */
+  recentlyAnnounced(organizationId: string): string;
   /** The run lock of a maintenance kind. */
   lock(kind: string): string;
 }
@@ -46,6 +48,7 @@ export function mirrorKeys(prefix: string = DEFAULT_KEY_PREFIX): MirrorKeys {
     expiries: `${tag}:state:expiries`,
     organizations: `${tag}:state:organizations`,
     announced: (invitationId: string) => `${tag}:${SYNC_QUEUE}:announced:${invitationId}`,
+    recentlyAnnounced: (organizationId: string) => `${tag}:${SYNC_QUEUE}:recent:${organizationId}`,
     lock: (kind: string) => `${tag}:sync-lock:${kind}`,
   });
 }

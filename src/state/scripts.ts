@@ -29,8 +29,8 @@ type Arg = string | number;
 /** The state's scripts as commands of one connection; ioredis sends EVALSHA and falls back to EVAL once per connection. */
 export interface StateScripts {
   publish(keys: [string, string, string, string, string, string], args: Arg[]): Promise<unknown>;
-  /** Three answers per id: stored updated_at, tombstone flag, announced version (null where none). */
-  held(keys: string[], args: string[]): Promise<(string | null)[]>;
+  /** Four answers per id: stored updated_at, tombstone flag, announced version (null where none), recent count. */
+  held(keys: string[], args: string[]): Promise<(string | number | null)[]>;
   ensure(keys: [string], args: [string]): Promise<string[]>;
   records(keys: [string, string], args: Arg[]): Promise<[string, string | null]>;
   /** Members taken from the expiries set: due at or before args[0] (ms), at most args[1]. */

@@ -48,7 +48,12 @@ function toMeta(flat: string[]): StateMeta | undefined {
 export interface Held {
   stored: { updatedAt: number; deleted: boolean } | undefined;
   announced: number | undefined;
+  /** Invitations of its organization webhooks announced within the recent window (itself included). */
+  recent: number;
 }
+
+/** Whether the shared state holds at least the newest announced version (the skip rule). */
+export const holdsAnnounced = (h: Held) => h.stored !== undefined && h.announced !== undefined && h.stored.updatedAt >= h.announced;
 
 /** Reads of the shared state (snapshot, meta, records, change stream) over one connection. */
 export class SharedState {
@@ -78,13 +83,22 @@ export class SharedState {
     return v === null ? undefined : decodeValue(id, v);
   }
 
-  /** The stored version and the newest announced one of each invitation, in one round trip. */
-  async held(invitationIds: readonly string[]): Promise<Held[]> {
-    const flat = await this.scripts.held([this.keys.snapshot, ...invitationIds.map((id) => this.keys.announced(id))], [...invitationIds]);
-    return invitationIds.map((_, i) => {
-      const [u, d, a] = [flat[3 * i] ?? null, flat[3 * i + 1] ?? null, flat[3 * i + 2] ?? null];
-      return { stored: u === null ? undefined : { updatedAt: Number(u), deleted: d === '1' }, announced: a === null ? undefined : Number(a) };
+  /**
+   * The stored version and the newest announced one of each invitation, and how many of its
+   * organization were announced since `recentSince` (ms), in one round trip.
+   */
+  async held(items: readonly { invitationId: string; organizationId: string }[], recentSince = 0): Promise<Held[]> {
+    const keys = [this.keys.snapshot, ...items.map((i) => this.keys.announced(i.invitationId)), ...items.map((i) => this.keys.recentlyAnnounced(i.organizationId))];
+    const flat = await this.scripts.held(keys, [String(recentSince), ...items.map((i) => i.invitationId)]);
+    return items.map((_, i) => {
+      const [u, d, a, r] = [flat[4 * i] ?? null, flat[4 * i + 1] ?? null, flat[4 * i + 2] ?? null, flat[4 * i + 3] ?? 0];
+      return { stored: u === null ? undefined : { updatedAt: Number(u), deleted: d === '1' }, announced: a === null ? undefined : Number(a), recent: Number(r) };
     });
+  }
+
+  /** The invitations of an organization webhooks announced since `since` (ms), oldest first. */
+  recentlyAnnounced(organizationId: string, since: number): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.recentlyAnnounced(organizationId), since, '+inf');
   }
 
   /**

@@ -1,11 +1,12 @@
-import { UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
 import { BapiRateLimitedError, classifyError, type BapiError } from '../clerk/bapi-errors.ts';
 import type { BapiClient } from '../clerk/client.ts';
 import { throttledLog, type Logger } from '../logger.ts';
-import { isInvitationJob, syncJobSchema, type DerivedJobData, type InvitationJobData, type OrganizationJobData, type SyncJobData } from '../queue/job.ts';
+import { BATCH_WAIT_MS, isInvitationJob, syncJobSchema, type BatchJobData, type DerivedJobData, type InvitationJobData, type OrganizationJobData, type SyncJobData } from '../queue/job.ts';
+import { BATCH_THRESHOLD, type BatchResult } from './batch.ts';
 import type { RefreshResult } from './derived.ts';
 import type { InvitationState, PublishedState, PublishOutcome } from '../state/publisher.ts';
-import type { Held } from '../state/shared-state.ts';
+import { holdsAnnounced, type Held } from '../state/shared-state.ts';
 import type { PipelineStats } from '../stats.ts';
 
 export interface ProcessorDeps {
@@ -16,7 +17,13 @@ export interface ProcessorDeps {
    * The stored and the newest announced version of an invitation (SharedState#held, batched
    * per turn); without it every job fetches.
    */
-  held?: (invitationId: string) => Promise<Held>;
+  held?: (invitation: { invitationId: string; organizationId: string }) => Promise<Held>;
+  /**
+   * Bulk changes in one organization: `requestBatch` queues its batch job (deduplicated),
+   * `fetchBatch` runs one (worker/batch.ts). Without them every invitation is fetched on its own.
+   */
+  requestBatch?: (job: BatchJobData) => Promise<void>;
+  fetchBatch?: (job: BatchJobData) => Promise<BatchResult>;
   /**
    * Tombstones, in the shared state, an organization Clerk no longer has and every live
    * invitation of it, and says how many invitations; without it an organization job only
@@ -25,6 +32,12 @@ export interface ProcessorDeps {
   removeOrganization?: (organizationId: string, receivedAt: number) => Promise<number>;
   /** Re-fetches the invitations whose derived fields a changed role or user sets (worker/derived.ts). */
   refreshDerived?: (job: DerivedJobData) => Promise<RefreshResult>;
+  /**
+   * Gives back the worker limiter's token of a job that sent no BAPI request (a skip, a
+   * deferral, a batch whose pages take tokens of their own), so such jobs do not spend the
+   * budget; without it every job costs one.
+   */
+  refundBudget?: () => Promise<void>;
   /** The queue the worker consumes: a 429 pauses all of it, for every worker. */
   queue: Queue<SyncJobData>;
   log: Logger;
@@ -49,6 +62,8 @@ export interface SyncResult {
   removed?: number;
   /** Derived-field jobs: what was found and fetched. */
   refreshed?: RefreshResult;
+  /** Batch jobs: what the organization's pages covered. */
+  batch?: BatchResult;
 }
 
 type FailureHandler = (err: BapiError, job: Job<SyncJobData>) => Promise<never>;
@@ -70,7 +85,16 @@ export class StaleReadError extends Error {
   override name = 'StaleReadError';
 }
 
-export function createProcessor({ bapi, publish, held, removeOrganization, refreshDerived, queue, log, stats, staleReadWaitMs = 30_000, now = Date.now }: ProcessorDeps) {
+/**
+ * How long an invitation job that asked for its organization's batch waits before it looks
+ * again: past the batch's own wait and a page or two. By then the batch has published its
+ * state (the job fetches nothing) or left it to this job.
+ */
+const BATCH_DEFER_MS = 3 * BATCH_WAIT_MS;
+
+export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch, removeOrganization, refreshDerived, refundBudget, queue, log, stats, staleReadWaitMs = 30_000, now = Date.now }: ProcessorDeps) {
+  /** Jobs that sent a request through `callBapi` (and so used their token). */
+  const called = new WeakSet<Job<SyncJobData>>();
   let warnedAboutCredentials = false;
   const throttled = throttledLog(log, 60_000, now);
 
@@ -104,12 +128,27 @@ export function createProcessor({ bapi, publish, held, removeOrganization, refre
   /**
    * Late or duplicated events about states the shared state already holds (or has passed)
    * need no fetch: coalescing merges only events that wait together, this catches the rest.
-   * Reconciliation jobs (no event version) always fetch.
+   * Reconciliation jobs (no event version) always fetch. Also says whether the job's
+   * organization has a burst of announcements, for its batch.
    */
-  async function alreadyHeld(data: InvitationJobData): Promise<SyncResult | undefined> {
-    if (data.eventUpdatedAt === undefined || !held) return undefined;
-    const { stored, announced } = await held(data.invitationId);
-    return stored && announced !== undefined && stored.updatedAt >= announced ? { outcome: 'unchanged', gone: stored.deleted, skipped: true } : undefined;
+  async function alreadyHeld(data: InvitationJobData): Promise<{ skip?: SyncResult; burst: boolean }> {
+    if (data.eventUpdatedAt === undefined || !held) return { burst: false };
+    const h = await held({ invitationId: data.invitationId, organizationId: data.organizationId });
+    if (holdsAnnounced(h)) return { skip: { outcome: 'unchanged', gone: h.stored!.deleted, skipped: true }, burst: false };
+    return { burst: h.recent >= BATCH_THRESHOLD };
+  }
+
+  /**
+   * Many invitations of the organization were announced at once (a bulk invite): ask for its
+   * batch and wait for it once, instead of spending a call on this one alone. The job keeps
+   * its attempts; when it runs again it fetches nothing if the batch published its version.
+   */
+  async function deferToBatch(data: InvitationJobData, job: Job<SyncJobData>, token: string | undefined): Promise<never> {
+    await requestBatch!({ kind: 'batch', organizationId: data.organizationId, receivedAt: data.receivedAt, reason: data.reason });
+    await job.updateData({ ...data, deferred: true });
+    await job.moveToDelayed(now() + BATCH_DEFER_MS, token);
+    stats.jobs.deferred++;
+    throw new DelayedError();
   }
 
   /**
@@ -117,6 +156,7 @@ export function createProcessor({ bapi, publish, held, removeOrganization, refre
    * answer too). Any other failure steers the job through `onFailure`.
    */
   async function callBapi<T>(call: () => Promise<T>, job: Job<SyncJobData>): Promise<T | typeof NOT_FOUND> {
+    called.add(job);
     const calledAt = performance.now();
     try {
       const answer = await call();
@@ -180,8 +220,10 @@ export function createProcessor({ bapi, publish, held, removeOrganization, refre
     return { gone: state.kind === 'gone', outcome: await publish(state) };
   }
 
-  async function syncInvitation(data: InvitationJobData, job: Job<SyncJobData>): Promise<SyncResult> {
-    const result = (await alreadyHeld(data)) ?? (await fetchAndPublish(data, job));
+  async function syncInvitation(data: InvitationJobData, job: Job<SyncJobData>, token: string | undefined): Promise<SyncResult> {
+    const { skip, burst } = await alreadyHeld(data);
+    if (!skip && burst && requestBatch && !data.deferred) await deferToBatch(data, job, token);
+    const result = skip ?? (await fetchAndPublish(data, job));
     stats.writes[result.gone && !result.skipped ? 'tombstoned' : result.outcome]++;
     if (result.skipped) stats.jobs.skipped++;
     log.debug({ jobId: job.id, invitationId: data.invitationId, ...result }, 'invitation synced');
@@ -215,15 +257,39 @@ export function createProcessor({ bapi, publish, held, removeOrganization, refre
     return { outcome: refreshed.matched ? 'updated' : 'unchanged', gone: false, refreshed };
   }
 
-  return async function process(job: Job<SyncJobData>): Promise<SyncResult> {
+  async function syncBatch(data: BatchJobData, job: Job<SyncJobData>): Promise<SyncResult> {
+    if (!fetchBatch) return { outcome: 'unchanged', gone: false };
+    const batch = await fetchBatch(data);
+    stats.batches.pages += batch.pages;
+    stats.batches.published += batch.published;
+    log.debug({ jobId: job.id, organizationId: data.organizationId, ...batch }, 'fetched the announced invitations of an organization through its list');
+    return { outcome: batch.published ? 'updated' : 'unchanged', gone: false, batch };
+  }
+
+  return async function process(job: Job<SyncJobData>, token?: string): Promise<SyncResult> {
+    try {
+      return await processJob(job, token);
+    } finally {
+      // Not awaited by the job's outcome: a refund lost to a Redis error costs one token.
+      if (refundBudget && !called.has(job)) refundBudget().catch((err: unknown) => throttled('warn', 'refund', { err: (err as Error).message }, 'cannot give back an unused BAPI token'));
+    }
+  };
+
+  async function processJob(job: Job<SyncJobData>, token: string | undefined): Promise<SyncResult> {
     const parsed = syncJobSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`malformed job data: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
     const data = parsed.data;
-    const result = isInvitationJob(data) ? await syncInvitation(data, job) : data.kind === 'organization' ? await syncOrganization(data, job) : await syncDerived(data, job);
+    const result = isInvitationJob(data)
+      ? await syncInvitation(data, job, token)
+      : data.kind === 'organization'
+        ? await syncOrganization(data, job)
+        : data.kind === 'batch'
+          ? await syncBatch(data, job)
+          : await syncDerived(data, job);
     stats.jobs.completed++;
     stats.lag(now() - data.receivedAt);
     return result;
-  };
+  }
 }
 
 function sourceOf(data: InvitationJobData) {

@@ -8,17 +8,25 @@ import { TurnBatcher } from '../state/turn-batcher.ts';
 import type { Redis } from '../redis/connection.ts';
 import { jitteredBackoff, type BackoffOptions } from './backoff.ts';
 import type { BapiCaller } from '../maintenance/bapi-call.ts';
-import type { InvitationJobData } from '../queue/job.ts';
+import type { SharedRateLimiter } from '../maintenance/rate-limiter.ts';
+import { ShapeProbe } from '../maintenance/shape.ts';
+import { BATCH_COUNT_WINDOW_MS, fetchOrganizationBatch } from './batch.ts';
 import { refreshDerived } from './derived.ts';
 import { removeOrganization } from './organization.ts';
 import { createProcessor, type ProcessorDeps, type SyncResult } from './processor.ts';
 
-export interface SyncWorkerOptions extends Omit<ProcessorDeps, 'publish' | 'held' | 'removeOrganization' | 'refreshDerived'> {
+export interface SyncWorkerOptions extends Omit<ProcessorDeps, 'publish' | 'held' | 'removeOrganization' | 'refreshDerived' | 'requestBatch' | 'fetchBatch' | 'refundBudget'> {
   /**
-   * For jobs that fetch many invitations (a renamed role): list pages go through the shared
-   * budget, single re-fetches through the queue. Without them such jobs only log.
+   * The shared BAPI budget (the worker limiter's key): a job that sends no request gives its
+   * token back. Without it every job, a skip included, costs one.
    */
-  derived?: { caller: BapiCaller; enqueue: (job: InvitationJobData) => Promise<void> };
+  budget?: SharedRateLimiter;
+  /**
+   * For jobs that fetch many invitations (a renamed role, a bulk invite): list pages go
+   * through the shared budget, single re-fetches and batches through the queue. Without it
+   * such jobs only log, and every invitation is fetched on its own.
+   */
+  bulk?: { caller: BapiCaller; enqueue: (job: SyncJobData) => Promise<void> };
   /** Where fetched states go; the publishes of one turn's jobs share one script run. */
   publisher: StatePublisher;
   /** For the skip rule; the reads of one turn's jobs share one script run. */
@@ -40,16 +48,21 @@ export interface SyncWorkerOptions extends Omit<ProcessorDeps, 'publish' | 'held
 export class SyncWorker {
   readonly worker: Worker<SyncJobData, SyncResult>;
 
-  constructor({ connection, keys, rateLimit, concurrency = 8, backoff, publisher, state, derived, ...deps }: SyncWorkerOptions) {
+  constructor({ connection, keys, rateLimit, concurrency = 8, backoff, publisher, state, bulk, budget, ...deps }: SyncWorkerOptions) {
     const strategy = jitteredBackoff(backoff);
     const publishes = new TurnBatcher<PublishedState, PublishOutcome>(async (states) => (await publisher.publish(states)).outcomes);
-    const holds = new TurnBatcher<string, Held>((ids) => state.held(ids));
+    const holds = new TurnBatcher<{ invitationId: string; organizationId: string }, Held>((items) => state.held(items, Date.now() - BATCH_COUNT_WINDOW_MS));
+    // One probe per process: the organization list's item shape does not change between batches.
+    const shape = bulk && new ShapeProbe(deps.bapi, bulk.caller, deps.log, 'organization');
     const processor = createProcessor({
       ...deps,
       publish: (s) => publishes.call(s),
-      held: (id) => holds.call(id),
+      held: (item) => holds.call(item),
       removeOrganization: (organizationId, receivedAt) => removeOrganization({ state, publisher }, organizationId, receivedAt),
-      refreshDerived: derived && ((job) => refreshDerived({ state, publisher, bapi: deps.bapi, ...derived }, job)),
+      refreshDerived: bulk && ((job) => refreshDerived({ state, publisher, bapi: deps.bapi, ...bulk }, job)),
+      requestBatch: bulk && ((job) => bulk.enqueue(job)),
+      refundBudget: budget && (() => budget.refund()),
+      fetchBatch: bulk && shape && ((job) => fetchOrganizationBatch({ state, publisher, bapi: deps.bapi, caller: bulk.caller, shape }, job)),
     });
     this.worker = new Worker<SyncJobData, SyncResult>(SYNC_QUEUE, processor, {
       connection,
