@@ -22,7 +22,7 @@ import { mirrorKeys } from './state/keys.ts';
 import { StatePublisher } from './state/publisher.ts';
 import { SharedState } from './state/shared-state.ts';
 import { PipelineStats } from './stats.ts';
-import { BapiCaller } from './maintenance/bapi-call.ts';
+import { BudgetWatch } from './maintenance/budget-watch.ts';
 import { SharedRateLimiter } from './maintenance/rate-limiter.ts';
 import { ExpirySweeper } from './worker/expiry.ts';
 import { SyncWorker } from './worker/sync-worker.ts';
@@ -108,6 +108,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
     let maintenance: Maintenance | undefined;
     let replica: Replica | undefined;
     let state: SharedState | undefined;
+    let budgetWatch: BudgetWatch | undefined;
     // An api-only process uses Redis (dashboard, queue depth) only when given one; it never starts its own.
     if (has('receiver') || has('worker') || has('replica') || redisUrl) {
       if (!redisUrl) {
@@ -135,6 +136,9 @@ export async function startService(o: ServiceOptions): Promise<Service> {
         const publisher = new StatePublisher({ connection: stateConnection, keys, retentionMs: config.state.retentionMs });
         const consumer = new SyncQueue({ connection: connect(false), keys });
         const budget = new SharedRateLimiter({ connection: stateConnection, keys, rateLimit: config.clerk.rateLimit });
+        const watch = (budgetWatch = new BudgetWatch({ limiter: budget, log }));
+        watch.start();
+        closers.push(() => watch.close());
         const worker = new SyncWorker({
           connection: connect(false),
           keys,
@@ -148,14 +152,14 @@ export async function startService(o: ServiceOptions): Promise<Service> {
           stats,
           staleReadWaitMs: config.clerk.staleReadWaitMs,
           budget,
-          bulk: { caller: new BapiCaller({ limiter: budget, log }), enqueue: (job) => q.enqueue(job) },
+          enqueue: (job) => q.enqueue(job),
         });
         worker.start();
         const expiries = new ExpirySweeper({ state, enqueue: (job) => q.enqueue(job), log });
         expiries.start();
         closers.push(() => expiries.close());
         if (o.reconcile ?? true) {
-          const m = await startMaintenance({ connection: connect(false), config, keys, state, publisher, log, fillCheckMs: o.fillCheckMs });
+          const m = await startMaintenance({ connection: connect(false), config, keys, state, publisher, log, stats, fillCheckMs: o.fillCheckMs });
           maintenance = m;
           // Aborts a running backfill/reconciliation; its BullMQ retry resumes from the saved cursor.
           closers.push(() => m.close());
@@ -217,6 +221,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
       mirrorCounts: reader ? () => reader.statusCounts() : undefined,
       lastReconcileAt: state ? () => lastReconcileAt(state) : undefined,
       replicaStatus: replica ? () => replica.status() : undefined,
+      budget: budgetWatch && (() => budgetWatch.last),
     });
     const app = await buildApp({
       log,

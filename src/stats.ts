@@ -25,6 +25,14 @@ class Samples {
 }
 
 /**
+ * Who spent a BAPI request: webhook jobs, re-fetches at expiry, reconciliation re-fetches
+ * queued as jobs or made by the run, organization jobs, derived-field refreshes,
+ * organization batches (bulk changes), the backfill.
+ */
+export const BAPI_CALLERS = ['webhook', 'expiry', 'reconcile', 'organization', 'derived', 'batch', 'backfill'] as const;
+export type BapiCallerName = (typeof BAPI_CALLERS)[number];
+
+/**
  * In-process counters of the pipeline, read by the demo's summary and the metrics endpoint.
  * Kept free of any metrics library so every part can record without knowing who reads.
  */
@@ -39,7 +47,8 @@ export class PipelineStats {
   readonly staleReads = { retried: 0, settled: 0 };
   /** Changes this process's replica applied. */
   readonly replica = { applied: 0 };
-  readonly bapi = new Map<string, number>(); // status or error kind → count
+  /** BAPI requests by `caller|status` (status: the HTTP status or error kind). */
+  readonly bapi = new Map<string, number>();
   private readonly lags: Samples;
   private readonly replicaLags: Samples;
   private readonly observers: StatsObserver[] = [];
@@ -78,14 +87,19 @@ export class PipelineStats {
     return n;
   }
 
-  bapiCall(result: string, ms?: number): void {
-    this.bapi.set(result, (this.bapi.get(result) ?? 0) + 1);
+  bapiCall(caller: BapiCallerName, result: string, ms?: number): void {
+    const key = `${caller}|${result}`;
+    this.bapi.set(key, (this.bapi.get(key) ?? 0) + 1);
     if (ms !== undefined) for (const o of this.observers) o.bapi?.(ms, result);
   }
 
-  bapiCalls(): number {
+  /** BAPI requests made, of one caller or status (or all). */
+  bapiCalls({ caller, status }: { caller?: BapiCallerName; status?: string } = {}): number {
     let n = 0;
-    for (const v of this.bapi.values()) n += v;
+    for (const [k, v] of this.bapi) {
+      const [c, s] = k.split('|') as [string, string];
+      if ((caller === undefined || c === caller) && (status === undefined || s === status)) n += v;
+    }
     return n;
   }
 

@@ -214,7 +214,11 @@ describe('operations endpoints', () => {
     const created = h.service.stats.webhooks.get('accepted:organizationInvitation.created');
     expect(value(/^clerk_mirror_webhooks_total\{outcome="accepted",type="organizationInvitation.created"\} (\d+)$/m)).toBe(created);
     expect(value(/^clerk_mirror_jobs_total\{outcome="completed"\} (\d+)$/m)).toBe(h.service.stats.jobs.completed);
-    expect(value(/^clerk_mirror_bapi_request_duration_seconds_count\{status="200"\} (\d+)$/m)).toBe(h.service.stats.bapi.get('200'));
+    expect(value(/^clerk_mirror_bapi_request_duration_seconds_count\{status="200"\} (\d+)$/m)).toBe(h.service.stats.bapiCalls({ status: '200' }));
+    expect(value(/^clerk_mirror_bapi_requests_total\{caller="webhook",status="200"\} (\d+)$/m)).toBe(h.service.stats.bapiCalls({ caller: 'webhook', status: '200' }));
+    // The default share of the harness's sk_test_ key.
+    expect(value(/^clerk_mirror_bapi_budget_limit_requests (\d+)$/m)).toBe(30);
+    expect(value(/^clerk_mirror_bapi_budget_exhausted_seconds (\d+)$/m)).toBe(0);
     expect(value(/^clerk_mirror_enqueue_duration_seconds_count (\d+)$/m)).toBeGreaterThanOrEqual(created!);
     expect(value(/^clerk_mirror_sync_lag_seconds_count (\d+)$/m)).toBe(h.service.stats.jobs.completed);
     const truth = h.sim.store.truth();

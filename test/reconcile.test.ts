@@ -3,7 +3,9 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BapiClient } from '../src/clerk/client.ts';
 import { loadConfig } from '../src/config.ts';
+import { createMetrics } from '../src/http/metrics.ts';
 import { createLogger } from '../src/logger.ts';
+import { PipelineStats } from '../src/stats.ts';
 import { DAY_MS } from '../src/simulator/model.ts';
 import { startMaintenance } from '../src/maintenance/jobs.ts';
 import { SharedRateLimiter } from '../src/maintenance/rate-limiter.ts';
@@ -232,8 +234,12 @@ describe('reconciliation', () => {
     } finally {
       await m.close();
     }
-    // Overdue (a short interval, no schedule yet): it runs at once and records itself.
-    const short = await startMaintenance({ ...common, config: { ...config, reconcile: { ...config.reconcile, intervalMs: 1500 } } });
+    // Overdue (a short interval, no schedule yet): it runs at once and records itself, and
+    // every BAPI request it sent is in /metrics, as the reconciliation's.
+    const stats = new PipelineStats();
+    await settle(h);
+    h.sim.resetStats();
+    const short = await startMaintenance({ ...common, stats, config: { ...config, reconcile: { ...config.reconcile, intervalMs: 1500 } } });
     try {
       const deadline = Date.now() + 15_000;
       while ((await read()) === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
@@ -242,6 +248,11 @@ describe('reconciliation', () => {
     } finally {
       await short.close();
     }
+    const sent = h.sim.stats().requests;
+    expect(sent).toBeGreaterThan(0);
+    expect(stats.bapiCalls({ caller: 'reconcile' })).toBe(sent);
+    const text = await createMetrics({ stats, defaultMetrics: false }).render();
+    expect(Number(/^clerk_mirror_bapi_requests_total\{caller="reconcile",status="200"\} (\d+)$/m.exec(text)?.[1])).toBe(stats.bapiCalls({ caller: 'reconcile', status: '200' }));
     // RECONCILE_INTERVAL_MS=0 removes the schedule (for every host sharing the Redis).
     const off = await startMaintenance({ ...common, config: { ...config, reconcile: { ...config.reconcile, intervalMs: 0 } } });
     try {

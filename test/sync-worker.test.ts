@@ -69,7 +69,7 @@ it('a publish Redis refuses is retried like any failed attempt, not failed for g
   expect(await afterFailure.getState()).not.toBe('failed');
   expect(afterFailure.failedReason).toMatch(/WRONGTYPE/);
   // Only real BAPI answers are counted as such: every call answered 200.
-  expect([...stats.bapi.keys()]).toStrictEqual(['200']);
+  expect([...stats.bapi.keys()]).toStrictEqual(['webhook|200']);
   expect(stats.jobs.failed).toBe(0);
 
   await redis.del(space.keys.snapshot);

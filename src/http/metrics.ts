@@ -13,6 +13,8 @@ export interface CreateMetricsOptions {
   mirrorCounts?: () => Record<string, number>;
   /** When the last reconciliation succeeded (ms since the epoch), or undefined if never. */
   lastReconcileAt?: () => number | undefined | Promise<number | undefined>;
+  /** The shared BAPI budget as last looked at (maintenance/budget-watch.ts). Omit when this process runs no worker. */
+  budget?: () => BudgetReading | undefined;
   /** This process's replica, read at scrape time. Omit when it runs none. */
   replicaStatus?: () => Promise<ReplicaStatus>;
   /**
@@ -29,6 +31,13 @@ export interface CreateMetricsOptions {
   now?: () => number;
 }
 
+export interface BudgetReading {
+  spent: number;
+  max: number;
+  blocked: boolean;
+  spentForMs: number;
+}
+
 /** The service's Prometheus metrics: counters read from PipelineStats at scrape time, plus histograms fed by its timing observer. */
 export interface MirrorMetrics {
   readonly registry: Registry;
@@ -41,7 +50,7 @@ const seconds = (ms: number) => Math.max(0, ms) / 1000;
 
 /** Builds a fresh Registry (never the global one) so several services or tests in one process do not collide. */
 export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
-  const { stats, queueCounts, mirrorCounts, lastReconcileAt, replicaStatus, defaultMetrics = true, collectTimeoutMs = 2000, now = Date.now } = opts;
+  const { stats, queueCounts, mirrorCounts, lastReconcileAt, replicaStatus, budget, defaultMetrics = true, collectTimeoutMs = 2000, now = Date.now } = opts;
   const registry = new Registry();
   const registers = [registry];
   if (defaultMetrics) collectDefaultMetrics({ register: registry, prefix: PREFIX });
@@ -138,12 +147,15 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
 
   new Counter({
     name: `${PREFIX}bapi_requests_total`,
-    help: "Calls to Clerk's Backend API by HTTP status or error kind.",
-    labelNames: ['status'] as const,
+    help: "Calls to Clerk's Backend API made by this process, by caller (webhook, expiry, reconcile, organization, derived, batch, backfill) and HTTP status or error kind.",
+    labelNames: ['caller', 'status'] as const,
     registers,
     collect() {
       this.reset();
-      for (const [status, n] of stats.bapi) this.inc({ status }, n);
+      for (const [key, n] of stats.bapi) {
+        const [caller, status] = key.split('|') as [string, string];
+        this.inc({ caller, status }, n);
+      }
     },
   });
 
@@ -214,6 +226,22 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
         }
       },
     });
+  }
+
+  if (budget) {
+    const budgetGauge = (name: string, help: string, value: (b: BudgetReading) => number) =>
+      new Gauge({
+        name: `${PREFIX}${name}`,
+        help,
+        registers,
+        collect() {
+          const b = budget();
+          if (b) this.set(value(b));
+        },
+      });
+    budgetGauge('bapi_budget_limit_requests', 'The BAPI requests per window every caller of the mirror shares (BAPI_RATE_LIMIT).', (b) => b.max);
+    budgetGauge('bapi_budget_spent_requests', 'Requests of the current window already spent, by every host of the mirror (the limit while a 429 blocks it); sampled every 5 s.', (b) => b.spent);
+    budgetGauge('bapi_budget_exhausted_seconds', 'How long the whole share has been spent without a break (0 when it is not): above 60 the service warns.', (b) => Math.round(b.spentForMs / 1000));
   }
 
   if (mirrorCounts) {

@@ -1,6 +1,7 @@
 import type { BapiClient } from '../clerk/client.ts';
 import type { InvitationJSON } from '../clerk/types.ts';
 import type { Logger } from '../logger.ts';
+import type { PipelineStats } from '../stats.ts';
 import { type InvitationState, type PublishOutcome, type StatePublisher } from '../state/publisher.ts';
 import { RECORDS, type SharedState } from '../state/shared-state.ts';
 import { BapiCaller } from './bapi-call.ts';
@@ -15,6 +16,8 @@ export interface BackfillOptions {
   bapi: BapiClient;
   limiter: SharedRateLimiter;
   log: Logger;
+  /** Where its BAPI requests are counted (`/metrics`). */
+  stats?: PipelineStats;
   /** Aborting stops before the next request; pages already answered are published. */
   signal?: AbortSignal;
   /** @defaultValue 500 */
@@ -70,7 +73,7 @@ export function pageStates(items: readonly InvitationJSON[], observedAt: number,
 export async function runBackfill(o: BackfillOptions): Promise<BackfillSummary> {
   const now = o.now ?? Date.now;
   const started = now();
-  const caller = new BapiCaller({ limiter: o.limiter, log: o.log, signal: o.signal, retryForMs: o.retryForMs, now });
+  const caller = new BapiCaller({ limiter: o.limiter, log: o.log, signal: o.signal, retryForMs: o.retryForMs, now, stats: o.stats && { stats: o.stats, caller: 'backfill' } });
   const lister = new InvitationLister({ bapi: o.bapi, caller, log: o.log, pageSize: o.pageSize, concurrency: o.concurrency, signal: o.signal });
   const progress = o.progress ?? silentProgress;
   const rows: RowCounts = { inserted: 0, updated: 0, unchanged: 0, stale: 0 };

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BapiRateLimitedError, classifyError } from '../clerk/bapi-errors.ts';
 import type { Logger } from '../logger.ts';
+import type { BapiCallerName, PipelineStats } from '../stats.ts';
 import { jitteredBackoff } from '../worker/backoff.ts';
 import type { SharedRateLimiter } from './rate-limiter.ts';
 
@@ -13,6 +14,8 @@ export interface CallCounters {
 
 export interface BapiCallerOptions {
   limiter: SharedRateLimiter;
+  /** Where each request is counted (`/metrics`), and as whose. */
+  stats?: { stats: PipelineStats; caller: BapiCallerName };
   log: Logger;
   signal?: AbortSignal;
   /**
@@ -47,10 +50,14 @@ export class BapiCaller {
     for (;;) {
       await this.opts.limiter.acquire(this.opts.signal);
       this.counters.requests++;
+      const startedAt = performance.now();
       try {
-        return await fn();
+        const answer = await fn();
+        this.count('200', startedAt);
+        return answer;
       } catch (err) {
         const kind = classifyError(err);
+        this.count(String((err as { status?: number }).status ?? kind), startedAt);
         if (kind === 'rate_limited') {
           const waitMs = err instanceof BapiRateLimitedError ? err.retryAfterMs : 1000;
           this.counters.rateLimited++;
@@ -67,5 +74,9 @@ export class BapiCaller {
         await sleep(delay, undefined, { signal: this.opts.signal });
       }
     }
+  }
+
+  private count(status: string, startedAt: number): void {
+    this.opts.stats?.stats.bapiCall(this.opts.stats.caller, status, performance.now() - startedAt);
   }
 }

@@ -1,6 +1,7 @@
 import { Queue, Worker, type Job } from 'bullmq';
 import { BapiClient } from '../clerk/client.ts';
 import type { Config } from '../config.ts';
+import type { PipelineStats } from '../stats.ts';
 import type { Logger } from '../logger.ts';
 import type { Redis } from '../redis/connection.ts';
 import type { MirrorKeys } from '../state/keys.ts';
@@ -38,6 +39,8 @@ export interface MaintenanceOptions {
   schedule?: boolean;
   /** How often the state is checked for needing a backfill. @defaultValue 15000 */
   fillCheckMs?: number;
+  /** Where the runs' BAPI requests are counted (`/metrics`). */
+  stats?: PipelineStats;
 }
 
 export interface Maintenance {
@@ -70,7 +73,7 @@ export async function startMaintenance(o: MaintenanceOptions): Promise<Maintenan
     const jobLog = log.child({ job: job.id, kind });
     try {
       return await withRunLock(o.connection, keys, kind, async () => {
-        const common = { state, publisher: o.publisher, bapi, limiter, log: jobLog, signal: running.signal, progress: logProgress(jobLog, { label: kind, everyMs: 30_000 }) };
+        const common = { state, publisher: o.publisher, bapi, limiter, stats: o.stats, log: jobLog, signal: running.signal, progress: logProgress(jobLog, { label: kind, everyMs: 30_000 }) };
         if (data.kind === 'backfill') {
           const s = await runBackfill({ ...common, restart: data.restart });
           if (s.status !== 'completed') throw new Error(`backfill ${s.status}${s.error ? `: ${s.error}` : ''}; it resumes from its cursor on the next attempt`);

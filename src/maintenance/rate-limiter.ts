@@ -107,6 +107,18 @@ export class SharedRateLimiter {
     await this.opts.connection.eval(BLOCK, 1, this.limiterKey, Math.max(1, Math.round(ms)));
   }
 
+  /**
+   * Where the budget stands: requests spent in the current window (every caller of this
+   * Clerk instance through the mirror), the limit, and whether a 429 blocks it.
+   */
+  async usage(): Promise<{ spent: number; max: number; blocked: boolean }> {
+    const [count, meta] = await Promise.all([this.opts.connection.get(this.limiterKey), this.opts.connection.hget(this.metaKey, 'max')]);
+    const max = Number(meta ?? this.opts.rateLimit.max);
+    const n = Number(count ?? 0);
+    const blocked = n >= Number.MAX_SAFE_INTEGER;
+    return { spent: blocked ? max : Math.min(n, max), max, blocked };
+  }
+
   /** Returns the token of a job that sent no request (see REFUND). */
   async refund(): Promise<void> {
     await this.opts.connection.eval(REFUND, 1, this.limiterKey);

@@ -2,6 +2,7 @@ import { BapiNotFoundError } from '../clerk/bapi-errors.ts';
 import type { BapiClient } from '../clerk/client.ts';
 import type { InvitationJSON } from '../clerk/types.ts';
 import type { Logger } from '../logger.ts';
+import type { PipelineStats } from '../stats.ts';
 import type { StoredState } from '../state/codec.ts';
 import type { InvitationState, PublishOutcome, StatePublisher } from '../state/publisher.ts';
 import { RECORDS, type SharedState } from '../state/shared-state.ts';
@@ -30,6 +31,8 @@ export interface ReconcileOptions {
   bapi: BapiClient;
   limiter: SharedRateLimiter;
   log: Logger;
+  /** Where its BAPI requests are counted (`/metrics`). */
+  stats?: PipelineStats;
   signal?: AbortSignal;
   /** Report only: every write is rolled back. @defaultValue false */
   dryRun?: boolean;
@@ -93,7 +96,7 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileReport
   const started = now();
   const dryRun = o.dryRun ?? false;
   const maxAgeMs = o.maxAgeMs ?? 86_400_000;
-  const caller = new BapiCaller({ limiter: o.limiter, log: o.log, signal: o.signal, retryForMs: o.retryForMs, now });
+  const caller = new BapiCaller({ limiter: o.limiter, log: o.log, signal: o.signal, retryForMs: o.retryForMs, now, stats: o.stats && { stats: o.stats, caller: 'reconcile' } });
   const drift = Object.fromEntries(DRIFT_KINDS.map((k) => [k, { found: 0, repaired: 0 }])) as ReconcileReport['drift'];
   const seen = new Set<string>();
   let listed = 0;

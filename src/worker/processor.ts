@@ -7,7 +7,7 @@ import { BATCH_THRESHOLD, type BatchResult } from './batch.ts';
 import type { RefreshResult } from './derived.ts';
 import type { InvitationState, PublishedState, PublishOutcome } from '../state/publisher.ts';
 import { holdsAnnounced, type Held } from '../state/shared-state.ts';
-import type { PipelineStats } from '../stats.ts';
+import type { BapiCallerName, PipelineStats } from '../stats.ts';
 
 export interface ProcessorDeps {
   bapi: BapiClient;
@@ -160,11 +160,11 @@ export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch,
     const calledAt = performance.now();
     try {
       const answer = await call();
-      stats.bapiCall('200', performance.now() - calledAt);
+      stats.bapiCall(callerOf(job.data), '200', performance.now() - calledAt);
       return answer;
     } catch (err) {
       const kind = classifyError(err);
-      stats.bapiCall(String((err as BapiError).status ?? kind), performance.now() - calledAt);
+      stats.bapiCall(callerOf(job.data), String((err as BapiError).status ?? kind), performance.now() - calledAt);
       if (kind !== 'not_found') return onFailure[kind](err as BapiError, job);
       return NOT_FOUND;
     }
@@ -290,6 +290,15 @@ export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch,
     stats.lag(now() - data.receivedAt);
     return result;
   }
+}
+
+/** Whose request a job's call is, for `/metrics`: the cause that queued it. */
+function callerOf(data: SyncJobData): BapiCallerName {
+  if (!isInvitationJob(data)) return data.kind === 'organization' ? 'organization' : data.kind === 'batch' ? 'batch' : 'derived';
+  if (data.reason === 'expiry' || data.reason === 'reconcile') return data.reason;
+  // Single re-fetches a changed role or user queued (worker/derived.ts).
+  if (data.reason.startsWith('role.') || data.reason.startsWith('user.')) return 'derived';
+  return 'webhook';
 }
 
 function sourceOf(data: InvitationJobData) {

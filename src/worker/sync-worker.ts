@@ -7,7 +7,8 @@ import type { Held, SharedState } from '../state/shared-state.ts';
 import { TurnBatcher } from '../state/turn-batcher.ts';
 import type { Redis } from '../redis/connection.ts';
 import { jitteredBackoff, type BackoffOptions } from './backoff.ts';
-import type { BapiCaller } from '../maintenance/bapi-call.ts';
+import { BapiCaller } from '../maintenance/bapi-call.ts';
+import type { BapiCallerName } from '../stats.ts';
 import type { SharedRateLimiter } from '../maintenance/rate-limiter.ts';
 import { ShapeProbe } from '../maintenance/shape.ts';
 import { BATCH_COUNT_WINDOW_MS, fetchOrganizationBatch } from './batch.ts';
@@ -22,11 +23,11 @@ export interface SyncWorkerOptions extends Omit<ProcessorDeps, 'publish' | 'held
    */
   budget?: SharedRateLimiter;
   /**
-   * For jobs that fetch many invitations (a renamed role, a bulk invite): list pages go
-   * through the shared budget, single re-fetches and batches through the queue. Without it
-   * such jobs only log, and every invitation is fetched on its own.
+   * Queues a job (deduplicated) for work that fetches many invitations: a renamed role's
+   * single re-fetches, an organization's batch. With `budget` (their list pages go through
+   * it), such jobs run; without both they only log, and every invitation is fetched on its own.
    */
-  bulk?: { caller: BapiCaller; enqueue: (job: SyncJobData) => Promise<void> };
+  enqueue?: (job: SyncJobData) => Promise<void>;
   /** Where fetched states go; the publishes of one turn's jobs share one script run. */
   publisher: StatePublisher;
   /** For the skip rule; the reads of one turn's jobs share one script run. */
@@ -48,21 +49,24 @@ export interface SyncWorkerOptions extends Omit<ProcessorDeps, 'publish' | 'held
 export class SyncWorker {
   readonly worker: Worker<SyncJobData, SyncResult>;
 
-  constructor({ connection, keys, rateLimit, concurrency = 8, backoff, publisher, state, bulk, budget, ...deps }: SyncWorkerOptions) {
+  constructor({ connection, keys, rateLimit, concurrency = 8, backoff, publisher, state, budget, enqueue, ...deps }: SyncWorkerOptions) {
     const strategy = jitteredBackoff(backoff);
     const publishes = new TurnBatcher<PublishedState, PublishOutcome>(async (states) => (await publisher.publish(states)).outcomes);
     const holds = new TurnBatcher<{ invitationId: string; organizationId: string }, Held>((items) => state.held(items, Date.now() - BATCH_COUNT_WINDOW_MS));
+    const callerFor = (caller: BapiCallerName) => budget && new BapiCaller({ limiter: budget, log: deps.log, stats: { stats: deps.stats, caller } });
+    const derivedCaller = callerFor('derived');
+    const batchCaller = callerFor('batch');
     // One probe per process: the organization list's item shape does not change between batches.
-    const shape = bulk && new ShapeProbe(deps.bapi, bulk.caller, deps.log, 'organization');
+    const shape = batchCaller && new ShapeProbe(deps.bapi, batchCaller, deps.log, 'organization');
     const processor = createProcessor({
       ...deps,
       publish: (s) => publishes.call(s),
       held: (item) => holds.call(item),
       removeOrganization: (organizationId, receivedAt) => removeOrganization({ state, publisher }, organizationId, receivedAt),
-      refreshDerived: bulk && ((job) => refreshDerived({ state, publisher, bapi: deps.bapi, ...bulk }, job)),
-      requestBatch: bulk && ((job) => bulk.enqueue(job)),
+      refreshDerived: enqueue && derivedCaller && ((job) => refreshDerived({ state, publisher, bapi: deps.bapi, caller: derivedCaller, enqueue }, job)),
+      requestBatch: enqueue && batchCaller && ((job) => enqueue(job)),
       refundBudget: budget && (() => budget.refund()),
-      fetchBatch: bulk && shape && ((job) => fetchOrganizationBatch({ state, publisher, bapi: deps.bapi, caller: bulk.caller, shape }, job)),
+      fetchBatch: batchCaller && shape && ((job) => fetchOrganizationBatch({ state, publisher, bapi: deps.bapi, caller: batchCaller, shape }, job)),
     });
     this.worker = new Worker<SyncJobData, SyncResult>(SYNC_QUEUE, processor, {
       connection,
