@@ -48,6 +48,8 @@ export const DEFAULT_RETENTION_MS = 36 * 3_600_000;
  * Every environment variable the service reads, with what it expects. The names are public
  * contract (DESIGN.md); the README's configuration table is written from this schema.
  */
+export const DEFAULT_CLERK_API_URL = 'https://api.clerk.com';
+
 export const envSchema = z.object({
   CLERK_SECRET_KEY: optional(
     z.string().regex(/^sk_(live|test)_[A-Za-z0-9]+$/, 'expected a Clerk secret key starting with sk_live_ or sk_test_'),
@@ -62,7 +64,7 @@ export const envSchema = z.object({
   ),
   CLERK_API_URL: withDefault(
     z.url({ protocol: /^https?$/, error: 'expected an http(s) URL such as https://api.clerk.com' }),
-    'https://api.clerk.com',
+    DEFAULT_CLERK_API_URL,
   ),
   REDIS_URL: optional(
     z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL (leave unset to run a private redis-server)' }),
@@ -94,6 +96,8 @@ export const envSchema = z.object({
     DEFAULT_RETENTION_MS,
   ),
   REPLICA_MAX_LAG_MS: withDefault(positiveInt('a lag in milliseconds'), 30_000),
+  READ_THROUGH: withDefault(z.enum(['0', '1'], { error: 'expected 1 (on) or 0 (off)' }), '0'),
+  READ_THROUGH_LIMIT: optional(positiveInt('a whole number of BAPI requests per BAPI_RATE_WINDOW_MS')),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -121,6 +125,8 @@ export interface Config {
     /** `/readyz` of a replica fails while it is this far behind the shared state. */
     readonly maxLagMs: number;
   };
+  /** The read API's lookups of invitations the mirror never saw ask Clerk, this many per window at most; undefined when off. */
+  readonly readThrough: { readonly maxPerWindow: number } | undefined;
   readonly mirrorDbPath: string;
   readonly http: { readonly port: number; readonly host: string };
   readonly mirrorApiKey: string | undefined;
@@ -181,6 +187,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: { r
     keyPrefix: e.REDIS_KEY_PREFIX,
     state: { retentionMs: e.CHANGE_STREAM_RETENTION_MS },
     replica: { maxLagMs: e.REPLICA_MAX_LAG_MS },
+    readThrough: e.READ_THROUGH === '1' ? { maxPerWindow: e.READ_THROUGH_LIMIT ?? Math.max(1, Math.floor((e.BAPI_RATE_LIMIT ?? defaultRateLimit(e.CLERK_SECRET_KEY)) / 10)) } : undefined,
     mirrorDbPath: e.MIRROR_DB_PATH,
     http: { port: e.PORT, host: e.HOST },
     mirrorApiKey: e.MIRROR_API_KEY,
@@ -209,6 +216,8 @@ export const envDescriptions: Record<EnvName, string> = {
   REDIS_KEY_PREFIX: 'prefix (and Cluster hash tag) of every Redis key, so several mirrors can share one Redis (default clerk-invitation-mirror)',
   CHANGE_STREAM_RETENTION_MS: 'how long the change stream keeps a change, in ms; a replica offline for longer reloads the snapshot (default 129600000, 36 h)',
   REPLICA_MAX_LAG_MS: "a replica's /readyz fails while it is this far behind the shared state, in ms (default 30000)",
+  READ_THROUGH: '1: a read API lookup of an invitation the mirror has never seen asks Clerk (under the budget), publishes and answers it (default 0)',
+  READ_THROUGH_LIMIT: 'read-through BAPI requests per BAPI_RATE_WINDOW_MS for every host together, within BAPI_RATE_LIMIT (default a tenth of it, at least 1)',
 };
 
 function describe(name: EnvName): string {

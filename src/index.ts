@@ -6,7 +6,10 @@ export {
   type CreateMirrorOptions,
   type GetOrganizationInvitationListParams,
   type GetOrganizationInvitationParams,
+  type Lookup,
+  type LookupOptions,
   type Mirror,
+  MirrorBehindError,
   type PaginatedInvitations,
 } from './mirror/mirror.ts';
 export { createReplica, type CreateReplicaOptions, type ReplicaMirror } from './replica/create.ts';

@@ -23,6 +23,7 @@ import { StatePublisher } from './state/publisher.ts';
 import { SharedState } from './state/shared-state.ts';
 import { PipelineStats } from './stats.ts';
 import { BudgetWatch } from './maintenance/budget-watch.ts';
+import { ReadThrough } from './replica/read-through.ts';
 import { SharedRateLimiter } from './maintenance/rate-limiter.ts';
 import { ExpirySweeper } from './worker/expiry.ts';
 import { SyncWorker } from './worker/sync-worker.ts';
@@ -109,6 +110,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
     let replica: Replica | undefined;
     let state: SharedState | undefined;
     let budgetWatch: BudgetWatch | undefined;
+    let readThrough: ReadThrough | undefined;
     // An api-only process uses Redis (dashboard, queue depth) only when given one; it never starts its own.
     if (has('receiver') || has('worker') || has('replica') || redisUrl) {
       if (!redisUrl) {
@@ -131,6 +133,18 @@ export async function startService(o: ServiceOptions): Promise<Service> {
       if (has('receiver')) enqueue = (job) => q.enqueue(job);
       const stateConnection = connect(false);
       state = new SharedState(stateConnection, keys);
+      if (has('api') && config.readThrough && config.clerk.secretKey) {
+        readThrough = new ReadThrough({
+          bapi: new BapiClient({ apiUrl: config.clerk.apiUrl, secretKey: config.clerk.secretKey, timeoutMs: config.clerk.timeoutMs }),
+          connection: stateConnection,
+          keys,
+          rateLimit: config.clerk.rateLimit,
+          maxPerWindow: config.readThrough.maxPerWindow,
+          retentionMs: config.state.retentionMs,
+          log,
+          stats,
+        });
+      }
 
       if (has('worker')) {
         const publisher = new StatePublisher({ connection: stateConnection, keys, retentionMs: config.state.retentionMs });
@@ -228,7 +242,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
       stats,
       readiness,
       receiver: has('receiver') && enqueue ? { signingSecret: config.clerk.webhookSigningSecret!, enqueue } : undefined,
-      api: has('api') && reader ? { reader, keys: apiKeys! } : undefined,
+      api: has('api') && reader ? { reader, keys: apiKeys!, readThrough } : undefined,
       metrics: { metrics, keys: apiKeys },
       dashboard: queue && apiKeys ? { queues: [queue.queue, maintenanceQueue(maintenance)], keys: apiKeys } : undefined,
     });

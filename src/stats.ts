@@ -27,9 +27,9 @@ class Samples {
 /**
  * Who spent a BAPI request: webhook jobs, re-fetches at expiry, reconciliation re-fetches
  * queued as jobs or made by the run, organization jobs, derived-field refreshes,
- * organization batches (bulk changes), the backfill.
+ * organization batches (bulk changes), the backfill, read-through lookups.
  */
-export const BAPI_CALLERS = ['webhook', 'expiry', 'reconcile', 'organization', 'derived', 'batch', 'backfill'] as const;
+export const BAPI_CALLERS = ['webhook', 'expiry', 'reconcile', 'organization', 'derived', 'batch', 'backfill', 'lookup'] as const;
 export type BapiCallerName = (typeof BAPI_CALLERS)[number];
 
 /**

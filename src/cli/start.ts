@@ -46,7 +46,9 @@ Options:
   async run(argv, env) {
     const { values } = parseArgs({ args: argv, options: { role: { type: 'string', multiple: true } }, strict: true });
     const roles = parseRoles(values.role);
-    const require = [...new Set(roles.flatMap((r) => NEEDS[r]))];
+    // Read-through calls Clerk from the read API.
+    const readThrough = roles.includes('api') && env.READ_THROUGH === '1' ? (['CLERK_SECRET_KEY'] as EnvName[]) : [];
+    const require = [...new Set([...roles.flatMap((r) => NEEDS[r]), ...readThrough])];
     let config;
     try {
       config = loadConfig(env, { require });

@@ -1,7 +1,6 @@
 import type { Queue } from 'bullmq';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from '../logger.ts';
-import type { MirrorReader } from '../mirror/lookup.ts';
 import type { SyncJobData } from '../queue/job.ts';
 import type { PipelineStats } from '../stats.ts';
 import { webhookRoutes } from '../webhooks/route.ts';
@@ -12,7 +11,7 @@ import { fastInvitationRead, serverWithFastPath } from './fast-read.ts';
 import { sendJson } from './json-reply.ts';
 import { healthRoutes, type ReadinessCheck } from './health.ts';
 import { metricsRoutes, type MirrorMetrics } from './metrics.ts';
-import { readApiRoutes } from './read-api.ts';
+import { readApiRoutes, type ReadApiOptions } from './read-api.ts';
 
 export interface BuildAppOptions {
   log: Logger;
@@ -21,7 +20,7 @@ export interface BuildAppOptions {
   /** Present when this process receives webhooks. */
   receiver?: { signingSecret: string; enqueue: (job: SyncJobData) => Promise<void> };
   /** Present when this process serves the read API (`/v1/...`); `keys` are the accepted bearer tokens. */
-  api?: { reader: MirrorReader; keys: readonly string[] };
+  api?: ReadApiOptions;
   /** `/metrics`: behind `keys` when given, else loopback peers only. */
   metrics?: { metrics: MirrorMetrics; keys?: readonly string[] };
   /** bull-board at `/admin/queues`, behind `keys` (Bearer, or Basic with the key as password). */

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { apiVersionInvalidBody, apiVersionProblem, notFoundBody, notMirroredBody, organizationNotFoundBody } from '../clerk/errors.ts';
 import { InvalidListParamError, parseListQuery, type ListQuery } from '../mirror/list-params.ts';
 import type { MirrorReader } from '../mirror/lookup.ts';
+import type { ReadThrough } from '../replica/read-through.ts';
 import { bearerAuth } from './auth.ts';
 import { sendJson } from './json-reply.ts';
 
@@ -13,6 +14,11 @@ export interface ReadApiOptions {
    * fails closed.
    */
   keys: readonly string[];
+  /**
+   * READ_THROUGH: a single-invitation lookup of an invitation the mirror has never seen asks
+   * Clerk (replica/read-through.ts); such answers carry `x-mirror-source: clerk`.
+   */
+  readThrough?: Pick<ReadThrough, 'lookup'>;
 }
 
 /** Clerk's id shapes: a prefix, an underscore, letters and digits. Anything else is a miss without a query. */
@@ -31,7 +37,7 @@ export const INVITATION_ID = /^orginv_[A-Za-z0-9]{1,64}$/;
  * Bodies are the stored JSON text, byte for byte (a list is concatenated from the stored
  * texts), with `content-type: application/json` exactly, as `@clerk/backend` requires.
  */
-export async function readApiRoutes(app: FastifyInstance, { reader, keys }: ReadApiOptions): Promise<void> {
+export async function readApiRoutes(app: FastifyInstance, { reader, keys, readThrough }: ReadApiOptions): Promise<void> {
   const auth = bearerAuth(keys);
   await app.register(
     async (v1) => {
@@ -50,6 +56,10 @@ export async function readApiRoutes(app: FastifyInstance, { reader, keys }: Read
           if (!ORGANIZATION_ID.test(organizationId)) return organizationNotFound(reply);
           const raw = INVITATION_ID.test(invitationId) ? reader.findRaw(organizationId, invitationId) : undefined;
           if (raw !== undefined) return sendJson(reply, 200, raw);
+          if (readThrough && INVITATION_ID.test(invitationId) && !reader.knows(invitationId) && !reader.organizationMissing(organizationId)) {
+            const answer = await readThrough.lookup(organizationId, invitationId);
+            if (answer && 'raw' in answer) return sendJson(reply.header('x-mirror-source', 'clerk'), 200, answer.raw);
+          }
           return reader.organizationMissing(organizationId) ? organizationNotFound(reply) : notFound(reply);
         },
       );

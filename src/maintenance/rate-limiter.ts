@@ -65,6 +65,11 @@ export interface SharedRateLimiterOptions {
   rateLimit: { max: number; windowMs: number };
   /** Called with every wait, for stats. */
   onWait?: (ms: number) => void;
+  /**
+   * A budget of its own under this key instead of the worker limiter's (a cap on one kind of
+   * caller, spent on top of the shared budget).
+   */
+  key?: string;
 }
 
 /**
@@ -81,8 +86,14 @@ export class SharedRateLimiter {
 
   constructor(private readonly opts: SharedRateLimiterOptions) {
     const keys = new QueueKeys(opts.keys.queuePrefix).getKeys(SYNC_QUEUE);
-    this.limiterKey = keys.limiter!;
-    this.metaKey = keys.meta!;
+    this.limiterKey = opts.key ?? keys.limiter!;
+    this.metaKey = opts.key ? `${opts.key}:meta` : keys.meta!;
+  }
+
+  /** Takes one request if one is free now, without waiting. */
+  async tryAcquire(): Promise<boolean> {
+    const wait = Number(await this.opts.connection.eval(ACQUIRE, 2, this.limiterKey, this.metaKey, this.opts.rateLimit.max, this.opts.rateLimit.windowMs));
+    return wait <= 0;
   }
 
   /** Resolves once one request may be sent; rejects with the signal's reason when aborted. */

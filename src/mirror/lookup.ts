@@ -55,6 +55,11 @@ export class MirrorReader {
     return hit.raw;
   }
 
+  /** Whether the mirror holds the invitation at all, live or as a tombstone. */
+  knows(invitationId: string): boolean {
+    return this.byId.get(invitationId) !== undefined;
+  }
+
   /** Rows by status, tombstones counted as `tombstoned` (for /metrics; a full scan of the status index). */
   statusCounts(): Record<string, number> {
     const rows = this.conn.sqlite

@@ -46,9 +46,39 @@ export interface PaginatedInvitations {
   totalCount: number;
 }
 
+export interface LookupOptions {
+  /**
+   * The caller needs at least this version (an event's `updated_at`): an older state counts
+   * as a miss (asked of Clerk with read-through, else MirrorBehindError).
+   */
+  minUpdatedAt?: number;
+}
+
+/** An invitation and where it came from: the mirror's file, or Clerk through read-through. */
+export interface Lookup {
+  invitation: OrganizationInvitation;
+  source: 'mirror' | 'clerk';
+}
+
+/** The mirror holds an older state than the lookup asked for, and read-through is off (or could not ask). */
+export class MirrorBehindError extends Error {
+  override name = 'MirrorBehindError';
+  constructor(
+    readonly heldUpdatedAt: number,
+    readonly minUpdatedAt: number,
+  ) {
+    super(`the mirror holds the version of ${heldUpdatedAt}, older than the ${minUpdatedAt} asked for`);
+  }
+}
+
+/** Asks Clerk on a miss (replica/read-through.ts): its answer, a 404, or undefined when it did not ask. */
+export type ReadThroughLookup = (organizationId: string, invitationId: string) => Promise<{ invitation: object } | { missing: true } | undefined>;
+
 export interface Mirror {
   /** Same answer as `clerkClient.organizations.getOrganizationInvitation(params)`, or the same 404 error. */
-  getOrganizationInvitation(params: GetOrganizationInvitationParams): Promise<OrganizationInvitation>;
+  getOrganizationInvitation(params: GetOrganizationInvitationParams, options?: LookupOptions): Promise<OrganizationInvitation>;
+  /** `getOrganizationInvitation`, saying where the answer came from. */
+  lookupOrganizationInvitation(params: GetOrganizationInvitationParams, options?: LookupOptions): Promise<Lookup>;
   /** Same answer as `clerkClient.organizations.getOrganizationInvitationList(params)`. */
   getOrganizationInvitationList(params: GetOrganizationInvitationListParams): Promise<PaginatedInvitations>;
   close(): void;
@@ -78,17 +108,38 @@ export function createMirror(options: CreateMirrorOptions = {}): Mirror {
   return mirrorOver(conn, () => conn.sqlite.close());
 }
 
-/** The lookup surface over an already open connection (the service shares its own). */
-export function mirrorOver(conn: MirrorConnection, close: () => void = () => {}): Mirror {
+/**
+ * The lookup surface over an already open connection (the service shares its own). With
+ * `readThrough`, a lookup of an invitation the mirror has never seen (no row, not a
+ * tombstone), or older than `minUpdatedAt`, asks Clerk.
+ */
+export function mirrorOver(conn: MirrorConnection, close: () => void = () => {}, { readThrough }: { readThrough?: ReadThroughLookup } = {}): Mirror {
   const reader = new MirrorReader(conn);
+  const miss = (organizationId: string) => toClerkAPIResponseError(404, reader.organizationMissing(organizationId) ? organizationNotFoundBody() : notFoundBody());
+  const lookup = async ({ organizationId, invitationId }: GetOrganizationInvitationParams, { minUpdatedAt }: LookupOptions = {}): Promise<Lookup> => {
+    requireId(organizationId);
+    requireId(invitationId);
+    const raw = reader.findRaw(organizationId, invitationId);
+    const held = raw === undefined ? undefined : (JSON.parse(raw) as { updated_at: number });
+    if (held && (minUpdatedAt === undefined || held.updated_at >= minUpdatedAt)) return { invitation: toSdkInvitation(held as never), source: 'mirror' };
+    // A tombstone is Clerk's own 404: read-through is for what the mirror has not seen.
+    const ask = readThrough && (held !== undefined || (!reader.knows(invitationId) && !reader.organizationMissing(organizationId)));
+    const answer = ask ? await readThrough(organizationId, invitationId) : undefined;
+    if (answer && 'invitation' in answer) return { invitation: toSdkInvitation(answer.invitation as never), source: 'clerk' };
+    if (answer && 'missing' in answer) throw miss(organizationId);
+    if (held) throw new MirrorBehindError(held.updated_at, minUpdatedAt!);
+    throw miss(organizationId);
+  };
   return {
-    async getOrganizationInvitation({ organizationId, invitationId }) {
-      requireId(organizationId);
-      requireId(invitationId);
-      const raw = reader.findRaw(organizationId, invitationId);
-      if (raw === undefined) throw toClerkAPIResponseError(404, reader.organizationMissing(organizationId) ? organizationNotFoundBody() : notFoundBody());
-      return toSdkInvitation(JSON.parse(raw));
+    async getOrganizationInvitation(params, options) {
+      // The plain hit, other services' hottest call, without the lookup's wrapping.
+      if (options?.minUpdatedAt === undefined && params.organizationId && params.invitationId) {
+        const raw = reader.findRaw(params.organizationId, params.invitationId);
+        if (raw !== undefined) return toSdkInvitation(JSON.parse(raw));
+      }
+      return (await lookup(params, options)).invitation;
     },
+    lookupOrganizationInvitation: lookup,
     async getOrganizationInvitationList(params) {
       requireId(params.organizationId);
       let query;

@@ -4,6 +4,9 @@ import { DEFAULT_MIRROR_DB_PATH, mirrorOver, type Mirror } from '../mirror/mirro
 import { migrateMirror } from '../mirror/migrate.ts';
 import { openMirrorDb } from '../mirror/open.ts';
 import { DEFAULT_KEY_PREFIX, mirrorKeys } from '../state/keys.ts';
+import { BapiClient } from '../clerk/client.ts';
+import { DEFAULT_CLERK_API_URL, defaultRateLimit } from '../config.ts';
+import { ReadThrough } from './read-through.ts';
 import { Replica, type ReplicaStatus } from './replica.ts';
 
 export interface CreateReplicaOptions {
@@ -21,6 +24,23 @@ export interface CreateReplicaOptions {
   timeoutMs?: number;
   /** Where the replica logs. @defaultValue warnings and errors to stderr */
   logger?: Logger;
+  /**
+   * Read-through: a lookup of an invitation the mirror has never seen (or older than its
+   * `minUpdatedAt`) asks Clerk under the mirror's shared budget, publishes the answer for
+   * every replica and answers it (`lookupOrganizationInvitation` says `source: 'clerk'`).
+   * Off unless given.
+   */
+  readThrough?: {
+    secretKey: string;
+    /** @defaultValue https://api.clerk.com */
+    apiUrl?: string;
+    /** The service's BAPI_RATE_LIMIT / BAPI_RATE_WINDOW_MS. @defaultValue the service's defaults for the key */
+    rateLimit?: { max: number; windowMs: number };
+    /** Read-through requests per window, every host together. @defaultValue a tenth of `rateLimit.max`, at least 1 */
+    maxPerWindow?: number;
+    /** How long Clerk's 404 for an id is remembered. @defaultValue 60000 */
+    negativeTtlMs?: number;
+  };
 }
 
 /** A local mirror that follows the shared state: the lookups of `createMirror` plus where it stands. */
@@ -69,9 +89,22 @@ export async function createReplica(options: CreateReplicaOptions): Promise<Repl
   } finally {
     clearTimeout(timer);
   }
-  const lookups = mirrorOver(conn);
+  const rt = options.readThrough;
+  const readThrough =
+    rt &&
+    new ReadThrough({
+      bapi: new BapiClient({ apiUrl: rt.apiUrl ?? DEFAULT_CLERK_API_URL, secretKey: rt.secretKey }),
+      connection: redis,
+      keys,
+      rateLimit: rt.rateLimit ?? { max: defaultRateLimit(rt.secretKey), windowMs: 10_000 },
+      maxPerWindow: rt.maxPerWindow,
+      negativeTtlMs: rt.negativeTtlMs,
+      log,
+    });
+  const lookups = mirrorOver(conn, undefined, { readThrough: readThrough && ((org, inv) => readThrough.lookup(org, inv)) });
   return {
-    getOrganizationInvitation: (p) => lookups.getOrganizationInvitation(p),
+    getOrganizationInvitation: (p, o) => lookups.getOrganizationInvitation(p, o),
+    lookupOrganizationInvitation: (p, o) => lookups.lookupOrganizationInvitation(p, o),
     getOrganizationInvitationList: (p) => lookups.getOrganizationInvitationList(p),
     status: () => replica.status(),
     close,

@@ -33,6 +33,8 @@ export interface MirrorKeys {
   recentlyAnnounced(organizationId: string): string;
   /** The run lock of a maintenance kind. */
   lock(kind: string): string;
+  /** The budget of read-through fetches (replica/read-through.ts), within the shared one. */
+  readonly readThroughLimiter: string;
 }
 
 export function mirrorKeys(prefix: string = DEFAULT_KEY_PREFIX): MirrorKeys {
@@ -50,5 +52,6 @@ export function mirrorKeys(prefix: string = DEFAULT_KEY_PREFIX): MirrorKeys {
     announced: (invitationId: string) => `${tag}:${SYNC_QUEUE}:announced:${invitationId}`,
     recentlyAnnounced: (organizationId: string) => `${tag}:${SYNC_QUEUE}:recent:${organizationId}`,
     lock: (kind: string) => `${tag}:sync-lock:${kind}`,
+    readThroughLimiter: `${tag}:read-through:limiter`,
   });
 }
