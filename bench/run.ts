@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { backfillBench } from './backfill.ts';
+import { budgetBench } from './budget.ts';
 import { burstBulkBench } from './burst.ts';
 import { e2eEventsBench, e2eLagBench } from './e2e.ts';
 import { ingestBench } from './ingest.ts';
@@ -18,6 +19,7 @@ const benchmarks: Benchmark[] = [
   e2eEventsBench,
   e2eLagBench,
   burstBulkBench,
+  budgetBench,
   readBench,
   backfillBench,
   replicaApplyBench,

@@ -10,11 +10,12 @@ import { holdsAnnounced, type SharedState } from '../state/shared-state.ts';
 const PAGE = 500;
 
 /**
- * Unheld invitations of one organization announced within the recent window from which the
+ * Unheld invitations of one organization announced within the count window from which the
  * worker asks for a batch instead of a GET each. A list page costs one call whatever it
- * shows, so from three on a page saves calls even when it shows only those (two would save one
- * call for a page's worth of parsing and publishing, which BENCHMARKS.md measures at about
- * what two single GETs cost the worker); below that, single GETs are as cheap and fresher.
+ * shows, so from three on it saves at least two calls; at two it would save one, for the
+ * batch's wait on both and a page's parsing and publishing, which costs the worker and Redis
+ * many single GETs' worth (bench/batch-cost.ts, figures in BENCHMARKS.md). The budget, not
+ * CPU, is what runs out, so the threshold stays low.
  */
 export const BATCH_THRESHOLD = 3;
 
