@@ -111,6 +111,9 @@ export async function startService(o: ServiceOptions): Promise<Service> {
     let state: SharedState | undefined;
     let budgetWatch: BudgetWatch | undefined;
     let readThrough: ReadThrough | undefined;
+    if (has('api') && config.readThrough && !(has('receiver') || has('worker') || has('replica') || config.redisUrl)) {
+      log.warn('READ_THROUGH=1 needs the shared state in Redis: set REDIS_URL for an api-only process; lookups answer from the mirror alone');
+    }
     // An api-only process uses Redis (dashboard, queue depth) only when given one; it never starts its own.
     if (has('receiver') || has('worker') || has('replica') || redisUrl) {
       if (!redisUrl) {

@@ -13,18 +13,22 @@ function limiter(name: string, max = 3) {
 }
 
 describe('the shared BAPI budget', () => {
-  it('gives back the token of a job that sent nothing, never below zero and never through a 429 block', async () => {
+  it('gives back the token of a job that sent nothing, never to zero, never through a 429 block, never into a later window', async () => {
     const l = limiter('refund');
+    const takenAt = Date.now();
     await l.acquire();
     await l.acquire();
     expect(await l.usage()).toEqual({ spent: 2, max: 3, blocked: false });
-    await l.refund();
+    expect(await l.refund(takenAt)).toBe(true);
+    // Never to 0, which would open a new window with the next request.
+    expect(await l.refund(takenAt)).toBe(false);
     expect((await l.usage()).spent).toBe(1);
-    await l.refund();
-    await l.refund();
-    expect((await l.usage()).spent).toBe(0);
+    // A token taken before this window began belongs to an earlier one.
+    await l.acquire();
+    expect(await l.refund(Date.now() - 120_000)).toBe(false);
+    expect((await l.usage()).spent).toBe(2);
     await l.block(60_000);
-    await l.refund();
+    expect(await l.refund(Date.now())).toBe(false);
     expect(await l.usage()).toEqual({ spent: 3, max: 3, blocked: true });
   });
 
@@ -44,7 +48,7 @@ describe('the shared BAPI budget', () => {
     await watch.check();
     expect(lines.join('')).toMatch(/spent its whole BAPI share for over a minute/);
     // A window with room left breaks the streak.
-    await l.refund();
+    await l.refund(Date.now());
     t = 62_000;
     await watch.check();
     expect(watch.last).toMatchObject({ spent: 2, spentForMs: 0 });

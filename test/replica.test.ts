@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/logger.ts';
-import { migrateMirror } from '../src/mirror/migrate.ts';
+import { MIGRATIONS_FOLDER, migrateMirror } from '../src/mirror/migrate.ts';
 import { mirrorOver } from '../src/mirror/mirror.ts';
 import { openMirrorDb, type MirrorConnection } from '../src/mirror/open.ts';
 import { createReplica } from '../src/replica/create.ts';
@@ -16,7 +16,10 @@ import { invitation, tempDir, waitUntil } from './helpers/fixtures.ts';
 import { isolatedKeys, testRedis } from './helpers/state.ts';
 import { freePort } from '../src/redis/managed.ts';
 import { inject } from 'vitest';
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { drizzle } from 'drizzle-orm/better-sqlite3';
+import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -238,6 +241,35 @@ describe('organizations in a replica', () => {
     expect(await listOf(fresh, 'org_2unknown00000000000000000')).toBe('404 Given organization not found.');
     expect(await listOf(fresh, 'org_2alsoExists0000000000000000')).toBe('404 Given organization not found.');
     expect(await listOf(fresh, org)).toBe(1);
+  });
+
+  it('a file that followed the stream before organizations were kept loads the snapshot once, and never answers 404 for an organization it lacks', async () => {
+    const { keys, publisher, state, equal } = rig('orgs-upgrade');
+    await publisher.publish([present('orginv_u1', 1), organization(org), organization('org_2emptyButReal00000000000000')], { organizationsListed: true });
+    await fill(state);
+    // The file as the version before left it: migrations up to 0002, followed to the end of
+    // the stream, the organizations' states stored as invitation rows without JSON.
+    const path = join(tmp.path, 'orgs-upgrade.db');
+    const folder = join(tmp.path, 'migrations-0002');
+    mkdirSync(join(folder, 'meta'), { recursive: true });
+    const journal = JSON.parse(readFileSync(join(MIGRATIONS_FOLDER, 'meta/_journal.json'), 'utf8')) as { entries: { tag: string }[] };
+    const old = journal.entries.filter((e) => !e.tag.startsWith('0003'));
+    for (const e of old) copyFileSync(join(MIGRATIONS_FOLDER, `${e.tag}.sql`), join(folder, `${e.tag}.sql`));
+    writeFileSync(join(folder, 'meta/_journal.json'), JSON.stringify({ ...journal, entries: old }));
+    const before = new Database(path);
+    migrate(drizzle(before), { migrationsFolder: folder });
+    const meta = (await state.meta())!;
+    before.prepare("INSERT INTO replica_position (id, epoch, stream_id, seq, carries_older_state, updated_at) VALUES (1, ?, ?, ?, 0, 0)").run(meta.epoch, meta.last, meta.seq);
+    before.prepare("INSERT INTO organization_invitations (id, organization_id, updated_at, confirmed_at, source) VALUES ('org_2emptyButReal00000000000000', 'org_2emptyButReal00000000000000', 0, 1, 'backfill')").run();
+    before.close();
+
+    const conn = file('orgs-upgrade.db');
+    const r = replicaOf(conn, keys);
+    await r.caughtUp;
+    expect(await equal(conn)).toBe(true);
+    expect((await r.status()).bootstraps).toBe(1);
+    expect(await listOf(conn, 'org_2emptyButReal00000000000000')).toBe(0);
+    expect(await listOf(conn, 'org_2unknown00000000000000000')).toBe('404 Given organization not found.');
   });
 
   it('verify tells an organization the file lacks or holds in another state', async () => {

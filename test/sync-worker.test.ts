@@ -2,6 +2,7 @@ import { afterAll, expect, it } from 'vitest';
 import { BapiClient } from '../src/clerk/client.ts';
 import { createLogger } from '../src/logger.ts';
 import type { InvitationJobData } from '../src/queue/job.ts';
+import { AnnouncedVersions } from '../src/queue/announced.ts';
 import { SyncQueue } from '../src/queue/sync-queue.ts';
 import { connectRedis } from '../src/redis/connection.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
@@ -94,4 +95,16 @@ it('skips the BAPI call for an event whose version the shared state already hold
   const changed = sim.store.updateMetadata(inv.id, { publicMetadata: { seat: 2 } });
   await completed(await enqueue({ ...event, eventUpdatedAt: changed.updated_at, receivedAt: Date.now() + 2 }));
   expect(sim.stats().getInvitationCalls[inv.id]).toBe(2);
+});
+
+it('checks BAPI against the newest version any webhook announced, not only the one in its own data', async () => {
+  const { inv, org, space, redis, stats, enqueue } = await rig(18);
+  // An event for a newer state was absorbed by this invitation's waiting job: only Redis
+  // knows its version. BAPI (its read lagging) still answers the older state.
+  await new AnnouncedVersions(redis, space.keys).raise(inv.id, inv.updated_at + 1000);
+  const job = await enqueue({ organizationId: org.id, invitationId: inv.id, eventUpdatedAt: inv.updated_at, receivedAt: Date.now(), reason: 'organizationInvitation.created' });
+  await waitUntil(async () => (await job()).attemptsMade >= 1, 'a first attempt');
+  expect(stats.staleReads.retried).toBeGreaterThanOrEqual(1);
+  expect(await (await job()).getState()).not.toBe('completed');
+  expect(await space.state.get(inv.id)).toBeUndefined();
 });

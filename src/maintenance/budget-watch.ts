@@ -29,8 +29,14 @@ export class BudgetWatch {
 
   start(): void {
     if (this.timer) return;
-    void this.check().catch(() => {});
-    this.timer = setInterval(() => void this.check().catch(() => {}), this.o.everyMs ?? 5000);
+    const look = () =>
+      void this.check().catch((err: unknown) => {
+        // Not a frozen reading: the gauges go away until Redis answers again.
+        this.last = undefined;
+        this.warn('warn', 'budget-read', { err: (err as Error).message }, 'cannot read the shared BAPI budget from Redis');
+      });
+    look();
+    this.timer = setInterval(look, this.o.everyMs ?? 5000);
     this.timer.unref();
   }
 

@@ -8,7 +8,7 @@ import type { BapiCaller } from './bapi-call.ts';
 
 /** BAPI's largest page of `GET /v1/organizations`. */
 const PAGE = 500;
-/** A listing whose total moved (an organization deleted mid-way shifts the offsets) is done again, this often at most. */
+/** A listing that missed organizations (one deleted mid-way shifts the offsets) is done again, this often at most. */
 const LISTING_TRIES = 3;
 
 export interface OrganizationPassOptions {
@@ -46,8 +46,8 @@ export interface OrganizationPassReport {
  * all that is kept), the last page marked as ending a complete listing, so replicas may then
  * answer 404 for an organization nobody knows, as BAPI does. Offset pages in ascending
  * `created_at`: an organization created meanwhile lands after the pages read, one deleted
- * meanwhile shifts the offsets, so a listing whose total moved is done again before it is
- * called complete.
+ * meanwhile shifts the offsets, so a listing that saw fewer organizations than Clerk counts
+ * at its end is done again before it is called complete.
  */
 export async function publishOrganizations(o: OrganizationPassOptions): Promise<OrganizationPassReport> {
   const now = o.now ?? Date.now;
@@ -63,19 +63,22 @@ export async function publishOrganizations(o: OrganizationPassOptions): Promise<
   };
 
   for (let attempt = 1; attempt <= LISTING_TRIES && !report.complete; attempt++) {
-    let firstTotal: number | undefined;
+    const thisPass = new Set<string>();
     for (let offset = 0; ; offset += PAGE) {
       const page = await o.caller.call('list organizations', () => o.bapi.listOrganizations({ limit: PAGE, offset, orderBy: '+created_at' }));
-      firstTotal ??= page.totalCount;
+      for (const org of page.data) thisPass.add(org.id);
       const fresh = page.data.filter((org) => !seen.has(org.id));
       for (const org of fresh) seen.add(org.id);
       const last = page.data.length < PAGE || offset + PAGE >= page.totalCount;
-      const stable = page.totalCount === firstTotal;
+      // An organization deleted behind the offset shifts the rest left, and one of them is
+      // never listed: then fewer were seen than Clerk counts (creations land after the pages
+      // read, so they alone never make a pass incomplete).
+      const stable = !last || thisPass.size >= page.totalCount;
       const states = fresh.map((org): OrganizationState => ({ kind: 'organization', id: org.id, gone: false, observedAt: page.receivedAt, source: o.source }));
       tally(await publish(states, last && stable));
       if (last) {
         report.complete = stable;
-        if (!stable) o.log.info({ attempt, was: firstTotal, now: page.totalCount }, 'organizations changed while they were listed: listing them again');
+        if (!stable) o.log.info({ attempt, seen: thisPass.size, total: page.totalCount }, 'organizations changed while they were listed: listing them again');
         break;
       }
     }

@@ -64,10 +64,11 @@ export interface Lookup {
 export class MirrorBehindError extends Error {
   override name = 'MirrorBehindError';
   constructor(
-    readonly heldUpdatedAt: number,
+    /** The version held (or answered by Clerk through read-through); undefined when the mirror has none. */
+    readonly heldUpdatedAt: number | undefined,
     readonly minUpdatedAt: number,
   ) {
-    super(`the mirror holds the version of ${heldUpdatedAt}, older than the ${minUpdatedAt} asked for`);
+    super(heldUpdatedAt === undefined ? `the mirror has no state of it yet; ${minUpdatedAt} was asked for` : `the mirror holds the version of ${heldUpdatedAt}, older than the ${minUpdatedAt} asked for`);
   }
 }
 
@@ -125,9 +126,15 @@ export function mirrorOver(conn: MirrorConnection, close: () => void = () => {},
     // A tombstone is Clerk's own 404: read-through is for what the mirror has not seen.
     const ask = readThrough && (held !== undefined || (!reader.knows(invitationId) && !reader.organizationMissing(organizationId)));
     const answer = ask ? await readThrough(organizationId, invitationId) : undefined;
-    if (answer && 'invitation' in answer) return { invitation: toSdkInvitation(answer.invitation as never), source: 'clerk' };
+    if (answer && 'invitation' in answer) {
+      const got = answer.invitation as { updated_at: number };
+      // Clerk's own read may lag behind the event the caller holds: still not what it asked for.
+      if (minUpdatedAt !== undefined && got.updated_at < minUpdatedAt) throw new MirrorBehindError(got.updated_at, minUpdatedAt);
+      return { invitation: toSdkInvitation(got as never), source: 'clerk' };
+    }
     if (answer && 'missing' in answer) throw miss(organizationId);
-    if (held) throw new MirrorBehindError(held.updated_at, minUpdatedAt!);
+    // The caller knows a version exists: "not found" would tell it otherwise.
+    if (minUpdatedAt !== undefined) throw new MirrorBehindError(held?.updated_at, minUpdatedAt);
     throw miss(organizationId);
   };
   return {

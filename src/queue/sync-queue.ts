@@ -46,8 +46,9 @@ export function syncJobOptions(job: SyncJobData, { delayMs, attempts }: { delayM
     // keepLastIfActive: never two fetches of one invitation at once, and an event that
     // arrives mid-fetch gets a fetch after it. replace: a waiting job is swapped for
     // the newest event and its delay restarts (debounce); a job already waiting without a
-    // delay (the leading edge) takes the event as it is, as it has not fetched yet. A batch
-    // is not replaced: its wait runs from the first request.
+    // delay (the leading edge) absorbs the event: it has not fetched yet, and it checks
+    // BAPI's answer against the newest announced version in Redis, not its own data. A
+    // batch is not replaced: its wait runs from the first request.
     deduplication: { id: syncJobKey(job), keepLastIfActive: true, replace: job.kind !== 'batch' },
     delay: job.kind === 'batch' ? BATCH_WAIT_MS : delayMs,
     attempts,

@@ -53,8 +53,8 @@ export interface ReplicaMirror extends Omit<Mirror, 'close'> {
 /**
  * Starts a replica in this process: it loads the shared state into `path` and keeps it
  * following until `close()`. Resolves once the file has caught up with the state, so the
- * first lookup already answers what the mirror knows. It never calls Clerk; `status()` says
- * whether it is following, stale or behind.
+ * first lookup already answers what the mirror knows. It never calls Clerk unless
+ * `readThrough` is given; `status()` says whether it is following, stale or behind.
  */
 export async function createReplica(options: CreateReplicaOptions): Promise<ReplicaMirror> {
   const path = options.path ?? (process.env.MIRROR_DB_PATH || DEFAULT_MIRROR_DB_PATH);

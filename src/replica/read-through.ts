@@ -1,7 +1,7 @@
 import { BapiRateLimitedError, classifyError } from '../clerk/bapi-errors.ts';
 import type { BapiClient } from '../clerk/client.ts';
 import type { InvitationJSON } from '../clerk/types.ts';
-import type { Logger } from '../logger.ts';
+import { throttledLog, type Logger } from '../logger.ts';
 import { SharedRateLimiter } from '../maintenance/rate-limiter.ts';
 import type { Redis } from '../redis/connection.ts';
 import type { MirrorKeys } from '../state/keys.ts';
@@ -23,7 +23,11 @@ export interface ReadThroughOptions {
   maxPerWindow?: number;
   /** How long an id Clerk answered 404 for is answered as missing without asking again. @defaultValue 60000 */
   negativeTtlMs?: number;
-  /** How long the change stream keeps a change (the publisher's trimming). @defaultValue 36 h */
+  /**
+   * How long the change stream keeps a change: every publish trims what is older. The
+   * service passes its CHANGE_STREAM_RETENTION_MS; the library, which does not know it,
+   * trims nothing (the service's own publishes keep trimming). @defaultValue a year
+   */
   retentionMs?: number;
   log: Logger;
   stats?: PipelineStats;
@@ -55,13 +59,15 @@ export class ReadThrough {
   private readonly missingUntil = new Map<string, number>();
   private readonly inFlight = new Map<string, Promise<ReadThroughAnswer>>();
   private readonly now: () => number;
+  private readonly warn;
 
   constructor(private readonly o: ReadThroughOptions) {
     this.now = o.now ?? Date.now;
+    this.warn = throttledLog(o.log, 60_000, this.now);
     this.budget = new SharedRateLimiter({ connection: o.connection, keys: o.keys, rateLimit: o.rateLimit });
     const max = o.maxPerWindow ?? Math.max(1, Math.floor(o.rateLimit.max / 10));
     this.cap = new SharedRateLimiter({ connection: o.connection, keys: o.keys, rateLimit: { max, windowMs: o.rateLimit.windowMs }, key: o.keys.readThroughLimiter });
-    this.publisher = new StatePublisher({ connection: o.connection, keys: o.keys, retentionMs: o.retentionMs ?? 129_600_000 });
+    this.publisher = new StatePublisher({ connection: o.connection, keys: o.keys, retentionMs: o.retentionMs ?? 365 * 86_400_000 });
   }
 
   lookup(organizationId: string, invitationId: string): Promise<ReadThroughAnswer> {
@@ -82,7 +88,8 @@ export class ReadThrough {
   private async fetch(organizationId: string, invitationId: string, key: string): Promise<ReadThroughAnswer> {
     try {
       if (!(await this.cap.tryAcquire()) || !(await this.budget.tryAcquire())) return undefined;
-    } catch {
+    } catch (err) {
+      this.warn('warn', 'budget', { err: (err as Error).message }, 'read-through cannot reach the shared budget in Redis: answering from the mirror');
       return undefined;
     }
     const startedAt = performance.now();

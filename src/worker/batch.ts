@@ -46,7 +46,7 @@ export interface BatchResult {
 /**
  * Fetches the invitations of an organization that webhooks announced lately and the shared
  * state does not hold yet, through the organization's list pages (newest first, where a bulk
- * invite lands), while a page may still show two of them and never more pages than single
+ * invite lands), while a page may still show two of them and never in more pages than single
  * GETs would cost. Every listed state is published through the publish rule; the jobs of
  * the invitations a page showed at their announced version then find it held and fetch
  * nothing, the others fetch on their own.

@@ -37,7 +37,7 @@ export interface ProcessorDeps {
    * deferral, a batch whose pages take tokens of their own), so such jobs do not spend the
    * budget; without it every job costs one.
    */
-  refundBudget?: () => Promise<void>;
+  refundBudget?: (takenAt: number) => Promise<unknown>;
   /** The queue the worker consumes: a 429 pauses all of it, for every worker. */
   queue: Queue<SyncJobData>;
   log: Logger;
@@ -131,11 +131,11 @@ export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch,
    * Reconciliation jobs (no event version) always fetch. Also says whether the job's
    * organization has a burst of announcements, for its batch.
    */
-  async function alreadyHeld(data: InvitationJobData): Promise<{ skip?: SyncResult; burst: boolean }> {
+  async function alreadyHeld(data: InvitationJobData): Promise<{ skip?: SyncResult; burst: boolean; announced?: number }> {
     if (data.eventUpdatedAt === undefined || !held) return { burst: false };
     const h = await held({ invitationId: data.invitationId, organizationId: data.organizationId });
     if (holdsAnnounced(h)) return { skip: { outcome: 'unchanged', gone: h.stored!.deleted, skipped: true }, burst: false };
-    return { burst: h.recent >= BATCH_THRESHOLD };
+    return { burst: h.recent >= BATCH_THRESHOLD, announced: h.announced };
   }
 
   /**
@@ -171,7 +171,11 @@ export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch,
   }
 
   /** What BAPI says about the invitation: its state, or that it is gone (404). */
-  async function fetchState(data: InvitationJobData, job: Job<SyncJobData>): Promise<InvitationState> {
+  /**
+   * @param announced the newest version any webhook announced (Redis): an event absorbed by
+   * this job while it waited is not in its data, and BAPI must not be taken at an older word.
+   */
+  async function fetchState(data: InvitationJobData, job: Job<SyncJobData>, announced: number | undefined): Promise<InvitationState> {
     const got = await callBapi(() => bapi.getOrganizationInvitation(data.organizationId, data.invitationId), job);
     if (got === NOT_FOUND) {
       return {
@@ -184,7 +188,8 @@ export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch,
         receivedAt: data.receivedAt,
       };
     }
-    if (data.eventUpdatedAt !== undefined && got.invitation.updated_at < data.eventUpdatedAt) staleRead(data, job);
+    const wanted = Math.max(data.eventUpdatedAt ?? -1, announced ?? -1);
+    if (wanted >= 0 && got.invitation.updated_at < wanted) staleRead(data, job);
     return { kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: sourceOf(data), receivedAt: data.receivedAt };
   }
 
@@ -209,8 +214,8 @@ export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch,
     );
   }
 
-  async function fetchAndPublish(data: InvitationJobData, job: Job<SyncJobData>): Promise<SyncResult> {
-    const state = await fetchState(data, job);
+  async function fetchAndPublish(data: InvitationJobData, job: Job<SyncJobData>, announced: number | undefined): Promise<SyncResult> {
+    const state = await fetchState(data, job, announced);
     // Clerk's clock may trail ours by a moment: a few tries after the backoff, then as it is.
     if (data.reason === 'expiry' && state.kind === 'present' && state.invitation.status === 'pending' && (state.invitation.expires_at ?? Infinity) <= now() && job.attemptsMade < EXPIRY_TRIES) {
       throw new StaleReadError(`Clerk still says ${data.invitationId} is pending past its expires_at`);
@@ -221,9 +226,11 @@ export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch,
   }
 
   async function syncInvitation(data: InvitationJobData, job: Job<SyncJobData>, token: string | undefined): Promise<SyncResult> {
-    const { skip, burst } = await alreadyHeld(data);
-    if (!skip && burst && requestBatch && !data.deferred) await deferToBatch(data, job, token);
-    const result = skip ?? (await fetchAndPublish(data, job));
+    const { skip, burst, announced } = await alreadyHeld(data);
+    // Only new invitations: they sit at the top of the organization's list, newest first,
+    // where a bulk invite's pages find them; accepted or revoked old ones may be anywhere.
+    if (!skip && burst && requestBatch && !data.deferred && data.reason === 'organizationInvitation.created') await deferToBatch(data, job, token);
+    const result = skip ?? (await fetchAndPublish(data, job, announced));
     stats.writes[result.gone && !result.skipped ? 'tombstoned' : result.outcome]++;
     if (result.skipped) stats.jobs.skipped++;
     log.debug({ jobId: job.id, invitationId: data.invitationId, ...result }, 'invitation synced');
@@ -271,7 +278,8 @@ export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch,
       return await processJob(job, token);
     } finally {
       // Not awaited by the job's outcome: a refund lost to a Redis error costs one token.
-      if (refundBudget && !called.has(job)) refundBudget().catch((err: unknown) => throttled('warn', 'refund', { err: (err as Error).message }, 'cannot give back an unused BAPI token'));
+      // BullMQ's limiter took the token when the job became active.
+      if (refundBudget && !called.has(job)) refundBudget(job.processedOn ?? now()).catch((err: unknown) => throttled('warn', 'refund', { err: (err as Error).message }, 'cannot give back an unused BAPI token'));
     }
   };
 

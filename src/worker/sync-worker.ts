@@ -65,7 +65,7 @@ export class SyncWorker {
       removeOrganization: (organizationId, receivedAt) => removeOrganization({ state, publisher }, organizationId, receivedAt),
       refreshDerived: enqueue && derivedCaller && ((job) => refreshDerived({ state, publisher, bapi: deps.bapi, caller: derivedCaller, enqueue }, job)),
       requestBatch: enqueue && batchCaller && ((job) => enqueue(job)),
-      refundBudget: budget && (() => budget.refund()),
+      refundBudget: budget && ((takenAt) => budget.refund(takenAt)),
       fetchBatch: batchCaller && shape && ((job) => fetchOrganizationBatch({ state, publisher, bapi: deps.bapi, caller: batchCaller, shape }, job)),
     });
     this.worker = new Worker<SyncJobData, SyncResult>(SYNC_QUEUE, processor, {
