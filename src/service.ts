@@ -223,6 +223,13 @@ export async function startService(o: ServiceOptions): Promise<Service> {
       const r = replica;
       readiness.replica = async () => replicaReadiness(await r.status(), config.replica.maxLagMs / 1000);
     }
+    if (has('worker') || readThrough) {
+      // Every job fails while Clerk refuses the key: not ready, whatever Redis says.
+      readiness.bapi = async () => {
+        const refused = stats.credentialsRefused;
+        return refused ? `BAPI refuses CLERK_SECRET_KEY (${refused.status}): fix it, restart, then run \`clerk-invitation-mirror failed retry --all\`` : true;
+      };
+    }
 
     const reader = mirror ? new MirrorReader(mirror) : undefined;
     // The dashboard shows the maintenance queue even where this process does not run it.

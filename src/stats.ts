@@ -87,7 +87,15 @@ export class PipelineStats {
     return n;
   }
 
+  /**
+   * Set while BAPI's latest answer to this process was 401 or 403 (the key is wrong or
+   * revoked), cleared by the next 200: `/readyz` fails meanwhile.
+   */
+  credentialsRefused: { status: number; at: number } | undefined;
+
   bapiCall(caller: BapiCallerName, result: string, ms?: number): void {
+    if (result === '401' || result === '403') this.credentialsRefused = { status: Number(result), at: Date.now() };
+    else if (result === '200') this.credentialsRefused = undefined;
     const key = `${caller}|${result}`;
     this.bapi.set(key, (this.bapi.get(key) ?? 0) + 1);
     if (ms !== undefined) for (const o of this.observers) o.bapi?.(ms, result);

@@ -55,6 +55,10 @@ describe('failed list / failed retry', () => {
       // 401 is unrecoverable: no retries, straight to the failed set.
       await waitUntil(async () => (await queue.getFailedCount()) === 3, 'three failed jobs');
       expect(wrong.stats.jobs.retried).toBe(0);
+      // Not ready while Clerk refuses the key, and /readyz says why.
+      const ready = await fetch(`${wrong.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { failing: Record<string, string> }).failing.bapi).toMatch(/BAPI refuses CLERK_SECRET_KEY \(401\)/);
     } finally {
       sim.delivery.removeEndpoint(`${wrong.url}/webhooks/clerk`);
       await wrong.stop();

@@ -190,7 +190,7 @@ describe('read API: auth', () => {
     }
     const ready = await get('/readyz', null);
     expect(ready.status).toBe(200);
-    expect(((await ready.json()) as { checks: string[] }).checks.sort()).toEqual(['mirror', 'redis', 'replica']);
+    expect(((await ready.json()) as { checks: string[] }).checks.sort()).toEqual(['bapi', 'mirror', 'redis', 'replica']);
     const hook = await fetch(h.webhookUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     expect(hook.status).toBe(400);
   });
@@ -228,6 +228,10 @@ describe('operations endpoints', () => {
     expect(value(/^clerk_mirror_queue_jobs\{state="failed"\} (\d+)$/m)).toBe(0);
     expect(text).toMatch(/^clerk_mirror_process_resident_memory_bytes \d+/m);
     expect(text).toMatch(/^clerk_mirror_seconds_since_last_reconcile (nan|\d+(\.\d+)?(e[-+]\d+)?)$/im);
+    // A number an alert can compare with time(): 0 before any success, never NaN.
+    const last = value(/^clerk_mirror_last_reconcile_timestamp_seconds (\d+)$/m);
+    expect(Number.isInteger(last)).toBe(true);
+    expect(last === 0 || Math.abs(last - Date.now() / 1000) < 86_400 * 30).toBe(true);
     // The replica: where it stands, and every change it applied.
     const status = await h.service.replica!.status();
     expect(value(/^clerk_mirror_replica_state\{state="following"\} (\d+)$/m)).toBe(1);
