@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClerkClient } from '@clerk/backend';
@@ -226,7 +227,12 @@ describe('operations endpoints', () => {
       expect(value(new RegExp(`^clerk_mirror_invitations\\{status="${status}"\\} (\\d+)$`, 'm'))).toBe(truth.filter((i) => i.status === status).length);
     }
     expect(value(/^clerk_mirror_queue_jobs\{state="failed"\} (\d+)$/m)).toBe(0);
-    expect(text).toMatch(/^clerk_mirror_process_resident_memory_bytes \d+/m);
+    // Node's own metrics under the names standard dashboards query, and the build.
+    expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
+    expect(text).toMatch(/^nodejs_eventloop_lag_seconds /m);
+    expect(text).not.toMatch(/^clerk_mirror_process_/m);
+    const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    expect(text).toContain(`clerk_mirror_build_info{version="${version}",node="${process.versions.node}"} 1`);
     expect(text).toMatch(/^clerk_mirror_seconds_since_last_reconcile (nan|\d+(\.\d+)?(e[-+]\d+)?)$/im);
     // A number an alert can compare with time(): 0 before any success, never NaN.
     const last = value(/^clerk_mirror_last_reconcile_timestamp_seconds (\d+)$/m);

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { packageVersion } from '../clerk/client.ts';
 import type { ReplicaStatus } from '../replica/replica.ts';
 import type { PipelineStats } from '../stats.ts';
 import { bearerAuth } from './auth.ts';
@@ -18,7 +19,8 @@ export interface CreateMetricsOptions {
   /** This process's replica, read at scrape time. Omit when it runs none. */
   replicaStatus?: () => Promise<ReplicaStatus>;
   /**
-   * Also expose Node's process metrics (CPU, memory, event loop lag, GC), prefixed `clerk_mirror_`.
+   * Also expose Node's process metrics (CPU, memory, event loop lag, GC) under their standard
+   * names (`process_…`, `nodejs_…`), which the usual Node.js dashboards query.
    * @defaultValue true
    */
   defaultMetrics?: boolean;
@@ -53,7 +55,13 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
   const { stats, queueCounts, mirrorCounts, lastReconcileAt, replicaStatus, budget, defaultMetrics = true, collectTimeoutMs = 2000, now = Date.now } = opts;
   const registry = new Registry();
   const registers = [registry];
-  if (defaultMetrics) collectDefaultMetrics({ register: registry, prefix: PREFIX });
+  if (defaultMetrics) collectDefaultMetrics({ register: registry });
+  new Gauge({
+    name: `${PREFIX}build_info`,
+    help: 'Always 1; the version of the mirror and of Node.js running it, as labels.',
+    labelNames: ['version', 'node'] as const,
+    registers,
+  }).set({ version: packageVersion(), node: process.versions.node }, 1);
 
   new Counter({
     name: `${PREFIX}webhooks_total`,
