@@ -73,6 +73,11 @@ export function classifyError(err: unknown): BapiErrorKind {
   return err instanceof BapiError ? err.kind : 'fatal';
 }
 
+/** How a failed call is counted: its HTTP status, or its kind when no answer came. */
+export function statusOf(err: unknown): string {
+  return String((err instanceof BapiError ? err.status : undefined) ?? classifyError(err));
+}
+
 const EMAIL = /[^\s@"'<>()[\]{},;:]+@[^\s@"'<>()[\]{},;:]+/g;
 const SECRET_KEY = /\bsk_(live|test)_[A-Za-z0-9]+/g;
 

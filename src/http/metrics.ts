@@ -77,15 +77,19 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
     },
   });
 
-  new Counter({
-    name: `${PREFIX}webhook_signature_failures_total`,
-    help: 'Webhook deliveries refused because their Svix signature did not verify.',
-    registers,
-    collect() {
-      this.reset();
-      this.inc(stats.webhooks.get('rejected:bad_signature') ?? 0);
-    },
-  });
+  /** A counter whose value is one of the pipeline's counts, read at every scrape. */
+  const countOf = (name: string, help: string, read: () => number) =>
+    new Counter({
+      name: `${PREFIX}${name}`,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+
+  countOf('webhook_signature_failures_total', 'Webhook deliveries refused because their Svix signature did not verify.', () => stats.webhooks.get('rejected:bad_signature') ?? 0);
 
   const enqueue = new Histogram({
     name: `${PREFIX}enqueue_duration_seconds`,
@@ -111,25 +115,8 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
     },
   });
 
-  new Counter({
-    name: `${PREFIX}batch_pages_total`,
-    help: "Organization list pages the worker fetched for bulk changes (one call each, instead of a GET per invitation).",
-    registers,
-    collect() {
-      this.reset();
-      this.inc(stats.batches.pages);
-    },
-  });
-
-  new Counter({
-    name: `${PREFIX}batch_invitations_total`,
-    help: 'Invitations published from organization list pages for bulk changes.',
-    registers,
-    collect() {
-      this.reset();
-      this.inc(stats.batches.published);
-    },
-  });
+  countOf('batch_pages_total', 'Organization list pages the worker fetched for bulk changes (one call each, instead of a GET per invitation).', () => stats.batches.pages);
+  countOf('batch_invitations_total', 'Invitations published from organization list pages for bulk changes.', () => stats.batches.published);
 
   new Counter({
     name: `${PREFIX}bapi_stale_reads_total`,
@@ -175,15 +162,7 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
     registers,
   });
 
-  new Counter({
-    name: `${PREFIX}rate_limit_waits_total`,
-    help: 'Times the sync queue paused because BAPI answered 429.',
-    registers,
-    collect() {
-      this.reset();
-      this.inc(stats.jobs.rateLimited);
-    },
-  });
+  countOf('rate_limit_waits_total', 'Times the sync queue paused because BAPI answered 429.', () => stats.jobs.rateLimited);
 
   const rateLimitWait = new Counter({
     name: `${PREFIX}rate_limit_wait_seconds_total`,
@@ -335,15 +314,7 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
     gauge('replica_state_filled', '1 when the shared state has had a complete pass over Clerk\'s lists (backfill or reconciliation).', (s) => (s.filled ? 1 : 0));
     gauge('replica_seq', 'Sequence number of the last change this replica applied.', (s) => s.seq);
     gauge('replica_bootstraps', 'Snapshot loads by this replica since the process started.', (s) => s.bootstraps);
-    new Counter({
-      name: `${PREFIX}replica_applied_total`,
-      help: 'Changes this replica applied from the change stream.',
-      registers,
-      collect() {
-        this.reset();
-        this.inc(stats.replica.applied);
-      },
-    });
+    countOf('replica_applied_total', 'Changes this replica applied from the change stream.', () => stats.replica.applied);
   }
 
   stats.observe({

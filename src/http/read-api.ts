@@ -56,7 +56,7 @@ export async function readApiRoutes(app: FastifyInstance, { reader, keys, readTh
           if (!ORGANIZATION_ID.test(organizationId)) return organizationNotFound(reply);
           const raw = INVITATION_ID.test(invitationId) ? reader.findRaw(organizationId, invitationId) : undefined;
           if (raw !== undefined) return sendJson(reply, 200, raw);
-          if (readThrough && INVITATION_ID.test(invitationId) && !reader.knows(invitationId) && !reader.organizationMissing(organizationId)) {
+          if (readThrough && INVITATION_ID.test(invitationId) && reader.neverSeen(organizationId, invitationId)) {
             const answer = await readThrough.lookup(organizationId, invitationId);
             if (answer && 'raw' in answer) return sendJson(reply.header('x-mirror-source', 'clerk'), 200, answer.raw);
           }

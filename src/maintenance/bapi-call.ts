@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BapiRateLimitedError, classifyError } from '../clerk/bapi-errors.ts';
+import { BapiRateLimitedError, classifyError, statusOf } from '../clerk/bapi-errors.ts';
 import type { Logger } from '../logger.ts';
 import type { BapiCallerName, PipelineStats } from '../stats.ts';
 import { jitteredBackoff } from '../worker/backoff.ts';
@@ -57,7 +57,7 @@ export class BapiCaller {
         return answer;
       } catch (err) {
         const kind = classifyError(err);
-        this.count(String((err as { status?: number }).status ?? kind), startedAt);
+        this.count(statusOf(err), startedAt);
         if (kind === 'rate_limited') {
           const waitMs = err instanceof BapiRateLimitedError ? err.retryAfterMs : 1000;
           this.counters.rateLimited++;

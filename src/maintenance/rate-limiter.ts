@@ -103,19 +103,21 @@ export class SharedRateLimiter {
     this.metaKey = opts.key ? `${opts.key}:meta` : keys.meta!;
   }
 
+  /** One try: 0 when a request was taken, else the ms until one is free. */
+  private async attempt(): Promise<number> {
+    return Number(await this.opts.connection.eval(ACQUIRE, 2, this.limiterKey, this.metaKey, this.opts.rateLimit.max, this.opts.rateLimit.windowMs));
+  }
+
   /** Takes one request if one is free now, without waiting. */
   async tryAcquire(): Promise<boolean> {
-    const wait = Number(await this.opts.connection.eval(ACQUIRE, 2, this.limiterKey, this.metaKey, this.opts.rateLimit.max, this.opts.rateLimit.windowMs));
-    return wait <= 0;
+    return (await this.attempt()) <= 0;
   }
 
   /** Resolves once one request may be sent; rejects with the signal's reason when aborted. */
   async acquire(signal?: AbortSignal): Promise<void> {
     for (;;) {
       signal?.throwIfAborted();
-      const wait = Number(
-        await this.opts.connection.eval(ACQUIRE, 2, this.limiterKey, this.metaKey, this.opts.rateLimit.max, this.opts.rateLimit.windowMs),
-      );
+      const wait = await this.attempt();
       if (wait <= 0) return;
       this.waits++;
       this.waitedMs += wait;

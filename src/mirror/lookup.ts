@@ -55,9 +55,12 @@ export class MirrorReader {
     return hit.raw;
   }
 
-  /** Whether the mirror holds the invitation at all, live or as a tombstone. */
-  knows(invitationId: string): boolean {
-    return this.byId.get(invitationId) !== undefined;
+  /**
+   * The mirror has never seen the invitation (no row, not even a tombstone) and does not
+   * know its organization to be gone: what read-through may ask Clerk about.
+   */
+  neverSeen(organizationId: string, invitationId: string): boolean {
+    return this.byId.get(invitationId) === undefined && !this.organizationMissing(organizationId);
   }
 
   /** Rows by status, tombstones counted as `tombstoned` (for /metrics; a full scan of the status index). */

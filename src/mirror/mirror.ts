@@ -124,7 +124,7 @@ export function mirrorOver(conn: MirrorConnection, close: () => void = () => {},
     const held = raw === undefined ? undefined : (JSON.parse(raw) as { updated_at: number });
     if (held && (minUpdatedAt === undefined || held.updated_at >= minUpdatedAt)) return { invitation: toSdkInvitation(held as never), source: 'mirror' };
     // A tombstone is Clerk's own 404: read-through is for what the mirror has not seen.
-    const ask = readThrough && (held !== undefined || (!reader.knows(invitationId) && !reader.organizationMissing(organizationId)));
+    const ask = readThrough && (held !== undefined || reader.neverSeen(organizationId, invitationId));
     const answer = ask ? await readThrough(organizationId, invitationId) : undefined;
     if (answer && 'invitation' in answer) {
       const got = answer.invitation as { updated_at: number };

@@ -1,4 +1,4 @@
-import { BapiRateLimitedError, classifyError } from '../clerk/bapi-errors.ts';
+import { BapiRateLimitedError, classifyError, statusOf } from '../clerk/bapi-errors.ts';
 import type { BapiClient } from '../clerk/client.ts';
 import type { InvitationJSON } from '../clerk/types.ts';
 import { throttledLog, type Logger } from '../logger.ts';
@@ -103,7 +103,7 @@ export class ReadThrough {
       return { source: 'clerk', raw: got.raw, invitation: got.invitation };
     } catch (err) {
       const kind = classifyError(err);
-      this.o.stats?.bapiCall('lookup', String((err as { status?: number }).status ?? kind), performance.now() - startedAt);
+      this.o.stats?.bapiCall('lookup', statusOf(err), performance.now() - startedAt);
       // Clerk's 429 pauses every caller of the instance, as anywhere else.
       if (err instanceof BapiRateLimitedError) await this.budget.block(err.retryAfterMs).catch(() => {});
       if (kind !== 'not_found') return undefined;

@@ -55,6 +55,13 @@ export interface Held {
 /** Whether the shared state holds at least the newest announced version (the skip rule). */
 export const holdsAnnounced = (h: Held) => h.stored !== undefined && h.announced !== undefined && h.stored.updatedAt >= h.announced;
 
+/** The states of an HSCAN-style reply: id, value, id, value… */
+function decodePairs(flat: string[]): StoredState[] {
+  const states: StoredState[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) states.push(decodeValue(flat[i]!, flat[i + 1]!));
+  return states;
+}
+
 /** Reads of the shared state (snapshot, meta, records, change stream) over one connection. */
 export class SharedState {
   private readonly scripts: StateScripts;
@@ -119,8 +126,7 @@ export class SharedState {
     for (;;) {
       const [next, flat] = await pending;
       if (next !== '0') pending = page(next);
-      const batch: StoredState[] = [];
-      for (let i = 0; i + 1 < flat.length; i += 2) batch.push(decodeValue(flat[i]!, flat[i + 1]!));
+      const batch = decodePairs(flat);
       if (batch.length) yield batch;
       if (next === '0') return;
     }
@@ -151,8 +157,7 @@ export class SharedState {
     let cursor = '0';
     do {
       const [next, flat] = await this.scripts.find([this.keys.snapshot], [cursor, count, text]);
-      const batch: StoredState[] = [];
-      for (let i = 0; i + 1 < flat.length; i += 2) batch.push(decodeValue(flat[i]!, flat[i + 1]!));
+      const batch = decodePairs(flat);
       if (batch.length) yield batch;
       cursor = next;
     } while (cursor !== '0');

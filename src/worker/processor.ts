@@ -1,5 +1,5 @@
 import { DelayedError, UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
-import { BapiRateLimitedError, classifyError, type BapiError } from '../clerk/bapi-errors.ts';
+import { BapiRateLimitedError, classifyError, statusOf, type BapiError } from '../clerk/bapi-errors.ts';
 import type { BapiClient } from '../clerk/client.ts';
 import { throttledLog, type Logger } from '../logger.ts';
 import { BATCH_WAIT_MS, isInvitationJob, syncJobSchema, type BatchJobData, type DerivedJobData, type InvitationJobData, type OrganizationJobData, type SyncJobData } from '../queue/job.ts';
@@ -164,7 +164,7 @@ export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch,
       return answer;
     } catch (err) {
       const kind = classifyError(err);
-      stats.bapiCall(callerOf(job.data), String((err as BapiError).status ?? kind), performance.now() - calledAt);
+      stats.bapiCall(callerOf(job.data), statusOf(err), performance.now() - calledAt);
       if (kind !== 'not_found') return onFailure[kind](err as BapiError, job);
       return NOT_FOUND;
     }
