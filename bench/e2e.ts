@@ -190,6 +190,7 @@ const LIGHT_SECONDS = 10;
 
 export const e2eLagBench: Benchmark = {
   name: 'e2e.lag_ms',
+  reports: ['e2e.lag_quiet_ms'],
   async run() {
     return withResources('e2e-lag', async (dir, defer) => {
       const total = LAG_RATE * (LAG_WARMUP_S + LAG_SECONDS);

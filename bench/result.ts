@@ -15,6 +15,8 @@ export interface BenchResult {
 
 export interface Benchmark {
   name: string;
+  /** Other result names this benchmark reports, so that `npm run bench -- <name>` selects it by any of them. */
+  reports?: string[];
   run(): Promise<BenchResult[]>;
 }
 

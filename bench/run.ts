@@ -29,7 +29,7 @@ const benchmarks: Benchmark[] = [
 ];
 
 const filters = process.argv.slice(2);
-const selected = benchmarks.filter((b) => filters.length === 0 || filters.some((f) => b.name.startsWith(f)));
+const selected = benchmarks.filter((b) => filters.length === 0 || filters.some((f) => [b.name, ...(b.reports ?? [])].some((n) => n.startsWith(f))));
 const results: BenchResult[] = [];
 for (const b of selected) {
   process.stderr.write(`running ${b.name}…\n`);

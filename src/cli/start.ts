@@ -18,11 +18,13 @@ export const startCommand: Command = {
 Runs the mirror until SIGTERM or SIGINT. By default one process runs every role:
   receiver  POST /webhooks/clerk: verifies Svix signatures, queues one job per invitation
             (and per organization, role or user event that changes invitations)
-  worker    fetches each queued invitation from Clerk's Backend API once and publishes it
-            into the shared state in Redis; re-fetches invitations as they expire; runs
-            backfill and reconciliation jobs
+  worker    fetches each queued invitation from Clerk's Backend API once (a bulk invite
+            through its organization's list pages) and publishes it into the shared state
+            in Redis; re-fetches invitations as they expire; runs backfill and
+            reconciliation jobs
   replica   keeps MIRROR_DB_PATH equal to the shared state (never calls Clerk)
-  api       the read API (GET /v1/organizations/:org/invitations[/:id]) over that file
+  api       the read API (GET /v1/organizations/:org/invitations[/:id]) over that file;
+            with READ_THROUGH=1 it asks Clerk for an invitation the mirror never saw
 Every role serves GET /healthz, GET /readyz and GET /metrics on PORT.
 
 Give --role once or more (or comma-separated) to run only some roles: receivers behind a
@@ -30,8 +32,8 @@ load balancer, workers anywhere (they share the queue and Clerk's rate limit), a
 replica (with api, if other processes read over HTTP) on every host that wants local
 lookups. Adding a replica costs no Clerk request.
 
-Needs CLERK_WEBHOOK_SIGNING_SECRET (receiver), CLERK_SECRET_KEY (worker) and
-MIRROR_API_KEY or CLERK_SECRET_KEY (api); a replica needs only REDIS_URL and
+Needs CLERK_WEBHOOK_SIGNING_SECRET (receiver), CLERK_SECRET_KEY (worker, and api with
+READ_THROUGH=1) and MIRROR_API_KEY or CLERK_SECRET_KEY (api); a replica needs only REDIS_URL and
 MIRROR_DB_PATH. See the README's configuration table for every variable. With REDIS_URL
 unset, a private redis-server is started next to MIRROR_DB_PATH and stopped on exit.
 
