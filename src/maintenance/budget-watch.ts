@@ -42,11 +42,12 @@ export class BudgetWatch {
 
   /** One look (what the timer does). */
   async check(): Promise<void> {
-    const now = (this.o.now ?? Date.now)();
     const u = await this.o.limiter.usage();
+    // After the read: a slow read overtaken by the next look must not date the streak later than now.
+    const now = (this.o.now ?? Date.now)();
     const spent = u.blocked || u.spent >= u.max;
     this.spentSince = spent ? (this.spentSince ?? now) : undefined;
-    const spentForMs = this.spentSince === undefined ? 0 : now - this.spentSince;
+    const spentForMs = this.spentSince === undefined ? 0 : Math.max(0, now - this.spentSince);
     this.last = { ...u, spentForMs };
     if (spentForMs >= (this.o.warnAfterMs ?? 60_000)) {
       this.warn(
