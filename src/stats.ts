@@ -7,7 +7,12 @@ export interface StatsObserver {
   /** Event accepted → its state applied by this process's replica. */
   replicaLag?(ms: number): void;
   rateLimitWait?(ms: number): void;
+  /** A read API request answered (route: invitation, list, pending_list, other). */
+  read?(route: ReadRoute, ms: number): void;
 }
+
+/** The read API's routes, as metric labels. */
+export type ReadRoute = 'invitation' | 'list' | 'pending_list' | 'other';
 
 /** The latest timing samples, for percentiles; the older half is dropped when full. */
 class Samples {
@@ -49,6 +54,10 @@ export class PipelineStats {
   readonly replica = { applied: 0 };
   /** BAPI requests by `caller|status` (status: the HTTP status or error kind). */
   readonly bapi = new Map<string, number>();
+  /** Read API answers by `route|status`. */
+  readonly reads = new Map<string, number>();
+  /** Drift the reconciliations of this process found and repaired, by `kind|found` and `kind|repaired`. */
+  readonly drift = new Map<string, number>();
   private readonly lags: Samples;
   private readonly replicaLags: Samples;
   private readonly observers: StatsObserver[] = [];
@@ -109,6 +118,20 @@ export class PipelineStats {
       if ((caller === undefined || c === caller) && (status === undefined || s === status)) n += v;
     }
     return n;
+  }
+
+  readAnswered(route: ReadRoute, status: number, ms: number): void {
+    const key = `${route}|${status}`;
+    this.reads.set(key, (this.reads.get(key) ?? 0) + 1);
+    for (const o of this.observers) o.read?.(route, ms);
+  }
+
+  /** Adds a finished reconciliation's drift tally. */
+  driftFound(drift: Record<string, { found: number; repaired: number }>): void {
+    for (const [kind, { found, repaired }] of Object.entries(drift)) {
+      this.drift.set(`${kind}|found`, (this.drift.get(`${kind}|found`) ?? 0) + found);
+      this.drift.set(`${kind}|repaired`, (this.drift.get(`${kind}|repaired`) ?? 0) + repaired);
+    }
   }
 
   lag(ms: number): void {

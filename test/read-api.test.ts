@@ -256,6 +256,33 @@ describe('operations endpoints', () => {
     expect(value(/^clerk_mirror_state_publishes_total\{outcome="inserted"\} (\d+)$/m)).toBe(h.service.stats.writes.inserted);
   });
 
+  it('/metrics counts and times read API answers by route and status, on the fast path and through Fastify', async () => {
+    const inv = h.sim.store.truth().find((i) => i.status === 'pending')!;
+    const scrape = async () => {
+      const text = await (await get('/metrics')).text();
+      return (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
+    };
+    const before = await scrape();
+    const count = (route: string, status: number) => new RegExp(`^clerk_mirror_read_requests_total\\{route="${route}",status="${status}"\\} (\\d+)$`, 'm');
+    const timed = (route: string) => new RegExp(`^clerk_mirror_read_request_duration_seconds_count\\{route="${route}"\\} (\\d+)$`, 'm');
+    for (let i = 0; i < 3; i++) expect((await get(`/v1/organizations/${inv.organization_id}/invitations/${inv.id}`)).status).toBe(200);
+    expect((await get(`/v1/organizations/${inv.organization_id}/invitations/orginv_nosuchinvitation`)).status).toBe(404);
+    expect((await get(`/v1/organizations/${inv.organization_id}/invitations?limit=2`)).status).toBe(200);
+    expect((await get(`/v1/organizations/${inv.organization_id}/invitations/pending`)).status).toBe(200);
+    expect((await get(`/v1/users`)).status).toBe(501);
+    expect((await get(`/v1/organizations/${inv.organization_id}/invitations/${inv.id}`, null)).status).toBe(401);
+    const after = await scrape();
+    const delta = (re: RegExp) => after(re) - before(re);
+    expect(delta(count('invitation', 200))).toBe(3);
+    expect(delta(count('invitation', 404))).toBe(1);
+    expect(delta(count('invitation', 401))).toBe(1);
+    expect(delta(count('list', 200))).toBe(1);
+    expect(delta(count('pending_list', 200))).toBe(1);
+    expect(delta(count('other', 501))).toBe(1);
+    expect(delta(timed('invitation'))).toBe(5);
+    expect(delta(timed('list'))).toBe(1);
+  });
+
   it('/metrics of a process without a credential answers loopback scrapes only', async () => {
     const config = loadConfig({ CLERK_WEBHOOK_SIGNING_SECRET: 'whsec_' + Buffer.alloc(32, 3).toString('base64'), REDIS_URL: h.service.redisUrl, PORT: '0' });
     const receiverOnly = await startService({ config, log: createLogger({ level: 'silent' }), roles: ['receiver'] });

@@ -238,6 +238,8 @@ describe('reconciliation', () => {
     // every BAPI request it sent is in /metrics, as the reconciliation's.
     const stats = new PipelineStats();
     await settle(h);
+    // Invitations no webhook announced: drift the run finds and repairs, and /metrics counts.
+    h.sim.store.seed({ organizations: 1, invitationsPerOrganization: 3 });
     h.sim.resetStats();
     const short = await startMaintenance({ ...common, stats, config: { ...config, reconcile: { ...config.reconcile, intervalMs: 1500 } } });
     try {
@@ -253,6 +255,9 @@ describe('reconciliation', () => {
     expect(stats.bapiCalls({ caller: 'reconcile' })).toBe(sent);
     const text = await createMetrics({ stats, defaultMetrics: false }).render();
     expect(Number(/^clerk_mirror_bapi_requests_total\{caller="reconcile",status="200"\} (\d+)$/m.exec(text)?.[1])).toBe(stats.bapiCalls({ caller: 'reconcile', status: '200' }));
+    expect(Number(/^clerk_mirror_drift_total\{kind="missing",action="found"\} (\d+)$/m.exec(text)?.[1])).toBe(3);
+    expect(Number(/^clerk_mirror_drift_total\{kind="missing",action="repaired"\} (\d+)$/m.exec(text)?.[1])).toBe(3);
+    expect(Number(/^clerk_mirror_drift_total\{kind="gone",action="found"\} (\d+)$/m.exec(text)?.[1])).toBe(0);
     // RECONCILE_INTERVAL_MS=0 removes the schedule (for every host sharing the Redis).
     const off = await startMaintenance({ ...common, config: { ...config, reconcile: { ...config.reconcile, intervalMs: 0 } } });
     try {

@@ -37,7 +37,7 @@ export interface BuildAppOptions {
 export async function buildApp({ log, stats, receiver, readiness, api, metrics, dashboard, fastPath = true }: BuildAppOptions): Promise<FastifyInstance> {
   const v1Auth = api ? bearerAuth(api.keys) : undefined;
   let closing = false;
-  const fastRead = api && v1Auth && fastPath ? fastInvitationRead({ reader: api.reader, auth: v1Auth, isClosing: () => closing }) : undefined;
+  const fastRead = api && v1Auth && fastPath ? fastInvitationRead({ reader: api.reader, auth: v1Auth, isClosing: () => closing, stats }) : undefined;
   const app = Fastify({
     ...(fastRead ? { serverFactory: serverWithFastPath(fastRead) } : {}),
     // Ids longer than this never match Clerk's shapes; the handler answers them 404 after auth.
@@ -71,7 +71,7 @@ export async function buildApp({ log, stats, receiver, readiness, api, metrics, 
   });
   await app.register(healthRoutes, { checks: readiness });
   if (receiver) await app.register(webhookRoutes, { ...receiver, log, stats });
-  if (api) await app.register(readApiRoutes, api);
+  if (api) await app.register(readApiRoutes, { stats, ...api });
   if (metrics) await app.register(metricsRoutes, metrics);
   if (dashboard) await app.register(dashboardRoutes, dashboard);
   return app;

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerOptions, ty
 import type { FastifyServerFactory } from 'fastify';
 import { apiVersionProblem } from '../clerk/errors.ts';
 import type { MirrorReader } from '../mirror/lookup.ts';
+import type { PipelineStats } from '../stats.ts';
 import type { BearerAuthHook } from './auth.ts';
 import { JSON_CONTENT_TYPE } from './json-reply.ts';
 import { INVITATION_ID, ORGANIZATION_ID } from './read-api.ts';
@@ -14,6 +15,8 @@ export interface FastInvitationReadOptions {
   auth: Pick<BearerAuthHook, 'check'>;
   /** True once the app is closing: every request then goes to Fastify, which answers 503. */
   isClosing: () => boolean;
+  /** Where answered reads are counted and timed (`/metrics`). */
+  stats?: Pick<PipelineStats, 'readAnswered'>;
 }
 
 const PATH = /^\/v1\/organizations\/([^/?#]+)\/invitations\/([^/?#]+)$/;
@@ -27,10 +30,11 @@ const PATH = /^\/v1\/organizations\/([^/?#]+)\/invitations\/([^/?#]+)$/;
  * to the Fastify route, which stays the one definition of those answers;
  * test/fast-read.test.ts checks that both paths send the same status, headers and bytes.
  */
-export function fastInvitationRead({ reader, auth, isClosing }: FastInvitationReadOptions): FastHandler {
+export function fastInvitationRead({ reader, auth, isClosing, stats }: FastInvitationReadOptions): FastHandler {
   let lastGoodVersion: string | undefined;
   return (req, res) => {
     if (req.method !== 'GET' || isClosing()) return false;
+    const started = performance.now();
     const m = PATH.exec(req.url ?? '');
     if (!m) return false;
     const [, organizationId, invitationId] = m as unknown as [string, string, string];
@@ -53,6 +57,7 @@ export function fastInvitationRead({ reader, auth, isClosing }: FastInvitationRe
     const body = Buffer.from(raw, 'utf8');
     res.writeHead(200, { 'content-type': JSON_CONTENT_TYPE, 'content-length': body.length });
     res.end(body);
+    stats?.readAnswered('invitation', 200, performance.now() - started);
     return true;
   };
 }

@@ -89,6 +89,22 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
       },
     });
 
+  /** A counter of a `a|b` keyed map of the pipeline's, read at every scrape. */
+  const pairsOf = (name: string, help: string, labels: readonly [string, string], source: () => Map<string, number>) =>
+    new Counter({
+      name: `${PREFIX}${name}`,
+      help,
+      labelNames: labels,
+      registers,
+      collect() {
+        this.reset();
+        for (const [key, n] of source()) {
+          const at = key.indexOf('|');
+          this.inc({ [labels[0]]: key.slice(0, at), [labels[1]]: key.slice(at + 1) }, n);
+        }
+      },
+    });
+
   countOf('webhook_signature_failures_total', 'Webhook deliveries refused because their Svix signature did not verify.', () => stats.webhooks.get('rejected:bad_signature') ?? 0);
 
   const enqueue = new Histogram({
@@ -140,19 +156,24 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
     },
   });
 
-  new Counter({
-    name: `${PREFIX}bapi_requests_total`,
-    help: "Calls to Clerk's Backend API made by this process, by caller (webhook, expiry, reconcile, organization, derived, batch, backfill) and HTTP status or error kind.",
-    labelNames: ['caller', 'status'] as const,
+  pairsOf('bapi_requests_total', "Calls to Clerk's Backend API made by this process, by caller (webhook, expiry, reconcile, organization, derived, batch, backfill, lookup) and HTTP status or error kind.", ['caller', 'status'], () => stats.bapi);
+
+  pairsOf('read_requests_total', 'Read API answers (/v1/...) by route (invitation, list, pending_list, other) and HTTP status.', ['route', 'status'], () => stats.reads);
+  const readDuration = new Histogram({
+    name: `${PREFIX}read_request_duration_seconds`,
+    help: 'Time the read API took to answer, by route.',
+    labelNames: ['route'] as const,
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
     registers,
-    collect() {
-      this.reset();
-      for (const [key, n] of stats.bapi) {
-        const [caller, status] = key.split('|') as [string, string];
-        this.inc({ caller, status }, n);
-      }
-    },
   });
+  // One child per route: the read path must not hash label objects per request.
+  const readChildren = new Map<string, { observe(v: number): void }>();
+  const readTimer = (route: string) => {
+    let child = readChildren.get(route);
+    if (!child) readChildren.set(route, (child = readDuration.labels({ route })));
+    return child;
+  };
+  pairsOf('drift_total', "Drift the reconciliations run by this process found between the shared state and Clerk, by kind (missing, outdated, content, expired, gone) and action (found, repaired; a dry run repairs nothing).", ['kind', 'action'], () => stats.drift);
 
   const bapi = new Histogram({
     name: `${PREFIX}bapi_request_duration_seconds`,
@@ -323,6 +344,7 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
     lag: (ms) => lag.observe(seconds(ms)),
     replicaLag: (ms) => replicaLag.observe(seconds(ms)),
     rateLimitWait: (ms) => rateLimitWait.inc(seconds(ms)),
+    read: (route, ms) => readTimer(route).observe(seconds(ms)),
   });
 
   return {

@@ -3,6 +3,7 @@ import { apiVersionInvalidBody, apiVersionProblem, notFoundBody, notMirroredBody
 import { InvalidListParamError, parseListQuery, type ListQuery } from '../mirror/list-params.ts';
 import type { MirrorReader } from '../mirror/lookup.ts';
 import type { ReadThrough } from '../replica/read-through.ts';
+import type { PipelineStats, ReadRoute } from '../stats.ts';
 import { bearerAuth } from './auth.ts';
 import { sendJson } from './json-reply.ts';
 
@@ -19,7 +20,15 @@ export interface ReadApiOptions {
    * Clerk (replica/read-through.ts); such answers carry `x-mirror-source: clerk`.
    */
   readThrough?: Pick<ReadThrough, 'lookup'>;
+  /** Where answers are counted and timed by route and status (`/metrics`). */
+  stats?: Pick<PipelineStats, 'readAnswered'>;
 }
+
+const ROUTES: Record<string, ReadRoute> = {
+  '/v1/organizations/:organization_id/invitations/:invitation_id': 'invitation',
+  '/v1/organizations/:organization_id/invitations': 'list',
+  '/v1/organizations/:organization_id/invitations/pending': 'pending_list',
+};
 
 /** Clerk's id shapes: a prefix, an underscore, letters and digits. Anything else is a miss without a query. */
 export const ORGANIZATION_ID = /^org_[A-Za-z0-9]{1,64}$/;
@@ -37,10 +46,16 @@ export const INVITATION_ID = /^orginv_[A-Za-z0-9]{1,64}$/;
  * Bodies are the stored JSON text, byte for byte (a list is concatenated from the stored
  * texts), with `content-type: application/json` exactly, as `@clerk/backend` requires.
  */
-export async function readApiRoutes(app: FastifyInstance, { reader, keys, readThrough }: ReadApiOptions): Promise<void> {
+export async function readApiRoutes(app: FastifyInstance, { reader, keys, readThrough, stats }: ReadApiOptions): Promise<void> {
   const auth = bearerAuth(keys);
   await app.register(
     async (v1) => {
+      if (stats) {
+        v1.addHook('onResponse', (req, reply, done) => {
+          stats.readAnswered(ROUTES[req.routeOptions.url ?? ''] ?? 'other', reply.statusCode, reply.elapsedTime);
+          done();
+        });
+      }
       v1.addHook('onRequest', auth);
       v1.addHook('onRequest', (req, reply, done) => {
         const problem = apiVersionProblem(req.headers['clerk-api-version']);

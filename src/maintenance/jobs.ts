@@ -80,6 +80,7 @@ export async function startMaintenance(o: MaintenanceOptions): Promise<Maintenan
           return s;
         }
         const r = await runReconcile({ ...common, dryRun: data.dryRun, maxAgeMs: config.reconcile.maxAgeMs });
+        o.stats?.driftFound(r.drift);
         if (r.status !== 'completed') throw new Error(`reconciliation ${r.status}${r.error ? `: ${r.error}` : ''}`);
         return r;
       });
