@@ -242,6 +242,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
     const metrics = createMetrics({
       stats,
       queueCounts: queue ? () => queue.queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed') : undefined,
+      queueOldestAt: queue ? () => queue.oldestWaitingAt() : undefined,
       mirrorCounts: reader ? () => reader.statusCounts() : undefined,
       lastReconcileAt: state ? () => lastReconcileAt(state) : undefined,
       replicaStatus: replica ? () => replica.status() : undefined,

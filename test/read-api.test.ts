@@ -232,6 +232,8 @@ describe('operations endpoints', () => {
       expect(value(new RegExp(`^clerk_mirror_invitations\\{status="${status}"\\} (\\d+)$`, 'm'))).toBe(truth.filter((i) => i.status === status).length);
     }
     expect(value(/^clerk_mirror_queue_jobs\{state="failed"\} (\d+)$/m)).toBe(0);
+    // Settled: nothing waits, and the age says so rather than going missing.
+    expect(value(/^clerk_mirror_queue_oldest_waiting_seconds (\d+)$/m)).toBe(0);
     // Node's own metrics under the names standard dashboards query, and the build.
     expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
     expect(text).toMatch(/^nodejs_eventloop_lag_seconds /m);

@@ -55,6 +55,21 @@ describe('the sync queue', () => {
   });
 });
 
+describe('the oldest waiting job', () => {
+  it('is the first queued of those ready to run, and none once the queue is empty', async () => {
+    const q = queue('oldest', 60_000);
+    expect(await q.oldestWaitingAt()).toBeUndefined();
+    await q.enqueue(event('orginv_2old1'));
+    const [first] = await q.queue.getJobs(['waiting']);
+    await new Promise((r) => setTimeout(r, 5));
+    await q.enqueue(event('orginv_2old2'));
+    await q.enqueue(event('orginv_2old3'));
+    expect(await q.oldestWaitingAt()).toBe(first!.timestamp);
+    await q.queue.obliterate({ force: true });
+    expect(await q.oldestWaitingAt()).toBeUndefined();
+  });
+});
+
 describe('RecentKeys', () => {
   it('tells a key seen within the window, and forgets the old ones as it goes', () => {
     let t = 0;

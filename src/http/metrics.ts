@@ -10,6 +10,8 @@ export interface CreateMetricsOptions {
   stats: PipelineStats;
   /** Jobs of the sync queue per state (BullMQ's `getJobCounts()`), read at scrape time. Omit when this process has no queue. */
   queueCounts?: () => Promise<Record<string, number>>;
+  /** When the oldest sync job ready to run was queued (ms since the epoch), or undefined when none waits. */
+  queueOldestAt?: () => Promise<number | undefined>;
   /** Mirror rows per status (see `mirrorRowCounts`), read at scrape time. Omit when this process has no mirror. */
   mirrorCounts?: () => Record<string, number>;
   /** When the last reconciliation succeeded (ms since the epoch), or undefined if never. */
@@ -52,7 +54,7 @@ const seconds = (ms: number) => Math.max(0, ms) / 1000;
 
 /** Builds a fresh Registry (never the global one) so several services or tests in one process do not collide. */
 export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
-  const { stats, queueCounts, mirrorCounts, lastReconcileAt, replicaStatus, budget, defaultMetrics = true, collectTimeoutMs = 2000, now = Date.now } = opts;
+  const { stats, queueCounts, queueOldestAt, mirrorCounts, lastReconcileAt, replicaStatus, budget, defaultMetrics = true, collectTimeoutMs = 2000, now = Date.now } = opts;
   const registry = new Registry();
   const registers = [registry];
   if (defaultMetrics) collectDefaultMetrics({ register: registry });
@@ -231,6 +233,22 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
           collectErrors.inc({ source: 'queue' });
         } finally {
           clearTimeout(timer);
+        }
+      },
+    });
+  }
+
+  if (queueOldestAt) {
+    new Gauge({
+      name: `${PREFIX}queue_oldest_waiting_seconds`,
+      help: 'Age of the oldest sync job ready to run and not yet taken by a worker (0 when none waits): grows while no worker runs or every worker is stuck.',
+      registers,
+      async collect() {
+        try {
+          const at = await queueOldestAt();
+          this.set(at === undefined ? 0 : seconds(now() - at));
+        } catch {
+          collectErrors.inc({ source: 'queue' });
         }
       },
     });

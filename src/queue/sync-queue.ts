@@ -120,6 +120,12 @@ export class SyncQueue {
     return this.coalesceMs > 0 && this.recent.touch(syncJobKey(job)) ? this.coalesceMs : 0;
   }
 
+  /** When the oldest job ready to run (waiting or prioritized) was queued (ms since the epoch), or undefined when none is. */
+  async oldestWaitingAt(): Promise<number | undefined> {
+    const [oldest] = await this.queue.getJobs(['wait', 'prioritized'], 0, 0, true);
+    return oldest?.timestamp;
+  }
+
   async close(): Promise<void> {
     await this.queue.close();
   }
