@@ -1,9 +1,20 @@
 #!/usr/bin/env node
+// As PID 1 (a container without an init) a signal nobody handles is ignored: from the first
+// line these listeners take SIGTERM and SIGINT, pass them to the command once it has taken
+// them over (src/lifecycle/signals.ts), and until then exit at once, as any process would.
+globalThis[Symbol.for('clerk-invitation-mirror.early-signals')] = true;
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => {
+    const handler = globalThis[Symbol.for('clerk-invitation-mirror.signal-handler')];
+    if (handler) handler(signal);
+    else process.exit(signal === 'SIGINT' ? 130 : 143);
+  });
+}
+
 // In a checkout, run the TypeScript sources through tsx so edits need no build step;
 // an installed package (or the Docker image) runs the compiled dist/.
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-
+const { existsSync } = await import('node:fs');
+const { fileURLToPath } = await import('node:url');
 const source = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
 if (existsSync(source)) {
   const { register } = await import('tsx/esm/api');

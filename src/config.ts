@@ -26,6 +26,8 @@ export class ConfigError extends Error {
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+/** auto: readable lines on a terminal, JSON lines otherwise. */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 
 const emptyAsUnset = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
 const optional = <T extends z.ZodType>(schema: T) => z.preprocess(emptyAsUnset, schema.optional());
@@ -37,6 +39,12 @@ const port = (what: string) =>
 
 const positiveInt = (what: string) =>
   z.coerce.number({ error: `expected ${what}` }).int({ error: `expected ${what}` }).positive({ error: `expected ${what}` });
+
+/** A whole number of milliseconds of at least `min`: below it a setting only burns CPU or Redis. */
+const atLeastMs = (what: string, min: number) => {
+  const expected = `expected ${what} in milliseconds, at least ${min}`;
+  return z.coerce.number({ error: expected }).int({ error: expected }).min(min, { error: expected });
+};
 
 const nonNegativeInt = (what: string) =>
   z.coerce.number({ error: `expected ${what}` }).int({ error: `expected ${what}` }).min(0, { error: `expected ${what}` });
@@ -76,8 +84,8 @@ export const envSchema = z.object({
   // Case-insensitive: INFO and Info mean info, as in most tools.
   LOG_LEVEL: withDefault(z.preprocess((v) => (typeof v === 'string' ? v.toLowerCase() : v), z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` })), 'info'),
   BAPI_RATE_LIMIT: optional(positiveInt('a whole number of BAPI requests per BAPI_RATE_WINDOW_MS')),
-  BAPI_RATE_WINDOW_MS: withDefault(positiveInt('a window length in milliseconds'), 10_000),
-  BAPI_TIMEOUT_MS: withDefault(positiveInt('a request timeout in milliseconds'), 10_000),
+  BAPI_RATE_WINDOW_MS: withDefault(atLeastMs('a window length', 1000), 10_000),
+  BAPI_TIMEOUT_MS: withDefault(atLeastMs('a request timeout', 100), 10_000),
   STALE_READ_WAIT_MS: withDefault(nonNegativeInt('a wait in milliseconds, or 0 to publish at once'), 30_000),
   // A run lists every page of BAPI: an interval under a minute would spend the budget on repairs.
   RECONCILE_INTERVAL_MS: withDefault(
@@ -86,7 +94,7 @@ export const envSchema = z.object({
     }),
     3_600_000,
   ),
-  RECONCILE_MAX_AGE_MS: withDefault(positiveInt('an age in milliseconds'), 86_400_000),
+  RECONCILE_MAX_AGE_MS: withDefault(atLeastMs('an age', 60_000), 86_400_000),
   REDIS_KEY_PREFIX: withDefault(
     z.string().regex(KEY_PREFIX_PATTERN, 'expected 1 to 64 letters, digits, dots, colons, dashes or underscores (no braces)'),
     DEFAULT_KEY_PREFIX,
@@ -95,9 +103,16 @@ export const envSchema = z.object({
     positiveInt('an age in milliseconds, at least 60000').refine((n) => n >= 60_000, { error: 'expected an age in milliseconds, at least 60000' }),
     DEFAULT_RETENTION_MS,
   ),
-  REPLICA_MAX_LAG_MS: withDefault(positiveInt('a lag in milliseconds'), 30_000),
+  REPLICA_MAX_LAG_MS: withDefault(atLeastMs('a lag', 1000), 30_000),
   READ_THROUGH: withDefault(z.enum(['0', '1'], { error: 'expected 1 (on) or 0 (off)' }), '0'),
   READ_THROUGH_LIMIT: optional(positiveInt('a whole number of BAPI requests per BAPI_RATE_WINDOW_MS')),
+  MIRROR_ADMIN_KEY: optional(z.string().min(24, 'expected a bearer token of at least 24 characters')),
+  SHUTDOWN_TIMEOUT_MS: withDefault(atLeastMs('a deadline', 1000), 15_000),
+  REDIS_CONNECT_TIMEOUT_MS: withDefault(atLeastMs('a wait', 100), 15_000),
+  LOG_FORMAT: withDefault(
+    z.preprocess((v) => (typeof v === 'string' ? v.toLowerCase() : v), z.enum(LOG_FORMATS, { error: `expected one of ${LOG_FORMATS.join(', ')}` })),
+    'auto',
+  ),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -130,7 +145,14 @@ export interface Config {
   readonly mirrorDbPath: string;
   readonly http: { readonly port: number; readonly host: string };
   readonly mirrorApiKey: string | undefined;
+  /** Bearer of the dashboard's write actions (retry, clean, delete); without it the dashboard is read-only. */
+  readonly adminKey: string | undefined;
   readonly logLevel: (typeof LOG_LEVELS)[number];
+  readonly logFormat: (typeof LOG_FORMATS)[number];
+  /** The whole process stops within this after SIGTERM/SIGINT, whatever hangs. */
+  readonly shutdownTimeoutMs: number;
+  /** How long start-up waits for Redis before it gives up with one line. */
+  readonly redisConnectTimeoutMs: number;
   readonly reconcile: {
     /** How often the scheduled reconciliation runs. */
     readonly intervalMs: number;
@@ -191,7 +213,11 @@ export function loadConfig(env: Record<string, string | undefined>, options: { r
     mirrorDbPath: e.MIRROR_DB_PATH,
     http: { port: e.PORT, host: e.HOST },
     mirrorApiKey: e.MIRROR_API_KEY,
+    adminKey: e.MIRROR_ADMIN_KEY,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    redisConnectTimeoutMs: e.REDIS_CONNECT_TIMEOUT_MS,
     reconcile: { intervalMs: e.RECONCILE_INTERVAL_MS, maxAgeMs: e.RECONCILE_MAX_AGE_MS },
   });
 }
@@ -208,16 +234,20 @@ export const envDescriptions: Record<EnvName, string> = {
   MIRROR_API_KEY: 'bearer token for the read API (24+ characters); CLERK_SECRET_KEY is accepted too',
   LOG_LEVEL: 'fatal, error, warn, info (default), debug, trace or silent (any case)',
   BAPI_RATE_LIMIT: 'BAPI requests per window shared by all workers (default 30% of 1000 for sk_live_, of 100 for sk_test_)',
-  BAPI_RATE_WINDOW_MS: 'length of that window in ms (default 10000)',
-  BAPI_TIMEOUT_MS: 'timeout of one BAPI request in ms (default 10000)',
+  BAPI_RATE_WINDOW_MS: 'length of that window in ms, at least 1000 (default 10000)',
+  BAPI_TIMEOUT_MS: 'timeout of one BAPI request in ms, at least 100 (default 10000)',
   STALE_READ_WAIT_MS: 'when BAPI answers an older state than the webhook announced, fetch again (with backoff) for this long after the event before publishing its newest answer, in ms (default 30000; 0 publishes at once)',
   RECONCILE_INTERVAL_MS: 'how often the scheduled reconciliation runs, in ms, at least 60000 (default 3600000, hourly); 0 turns automatic maintenance off: no schedule and no automatic backfill of an unfilled shared state (the commands still work)',
-  RECONCILE_MAX_AGE_MS: 'reconciliation re-fetches invitations Clerk has not confirmed for this long, in ms (default 86400000)',
+  RECONCILE_MAX_AGE_MS: 'reconciliation re-fetches invitations Clerk has not confirmed for this long, in ms, at least 60000 (default 86400000)',
   REDIS_KEY_PREFIX: 'prefix (and Cluster hash tag) of every Redis key, so several mirrors can share one Redis (default clerk-invitation-mirror)',
   CHANGE_STREAM_RETENTION_MS: 'how long the change stream keeps a change, in ms; a replica offline for longer reloads the snapshot (default 129600000, 36 h)',
-  REPLICA_MAX_LAG_MS: "a replica's /readyz fails while it is this far behind the shared state, in ms (default 30000)",
+  REPLICA_MAX_LAG_MS: "a replica's /readyz fails while it is this far behind the shared state, in ms, at least 1000 (default 30000)",
   READ_THROUGH: '1: a read API lookup of an invitation the mirror has never seen asks Clerk (under the budget), publishes and answers it (default 0)',
   READ_THROUGH_LIMIT: 'read-through BAPI requests per BAPI_RATE_WINDOW_MS for every host together, within BAPI_RATE_LIMIT (default a tenth of it, at least 1)',
+  MIRROR_ADMIN_KEY: "bearer (or Basic password) for the dashboard's retry, clean and delete actions (24+ characters); unset: the dashboard is read-only",
+  SHUTDOWN_TIMEOUT_MS: 'after SIGTERM or SIGINT the process exits within this, in ms, at least 1000 (default 15000); active jobs get all but the last 3 s of it',
+  REDIS_CONNECT_TIMEOUT_MS: 'how long start-up waits for Redis before exiting with one line, in ms, at least 100 (default 15000)',
+  LOG_FORMAT: 'auto (default: readable lines on a terminal, JSON lines otherwise), json or pretty (any case)',
 };
 
 function describe(name: EnvName): string {

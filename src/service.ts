@@ -14,7 +14,9 @@ import { isMigrated, migrateMirror } from './mirror/migrate.ts';
 import { openMirrorDb, type MirrorConnection } from './mirror/open.ts';
 import type { SyncJobData } from './queue/job.ts';
 import { SyncQueue } from './queue/sync-queue.ts';
-import { connectRedis, type Redis } from './redis/connection.ts';
+import { Closers } from './lifecycle/closers.ts';
+import { closeRedis, connectRedis, type Redis } from './redis/connection.ts';
+import { waitForRedis } from './redis/wait.ts';
 import { ManagedRedis } from './redis/managed.ts';
 import { managedRedisDir } from './redis/resolve.ts';
 import { Replica, replicaReadiness } from './replica/replica.ts';
@@ -49,11 +51,17 @@ export interface ServiceOptions {
   /** How often the worker role checks whether the shared state needs a backfill. @defaultValue 15000 */
   fillCheckMs?: number;
   /**
-   * How long shutdown waits for active jobs before abandoning them to stall recovery.
-   * @defaultValue 10000
+   * How long `stop` may take in all; active jobs get all of it but the last 3 s, then are
+   * abandoned to BullMQ's stall recovery.
+   * @defaultValue config.shutdownTimeoutMs
    */
   shutdownTimeoutMs?: number;
+  /** Aborts start-up (a signal during it): what was opened is closed and the start rejects. */
+  signal?: AbortSignal;
 }
+
+/** What shutdown keeps for closing everything after active jobs: connections, files, redis-server. */
+const AFTER_JOBS_MS = 3000;
 
 export interface Service {
   app: FastifyInstance;
@@ -64,27 +72,25 @@ export interface Service {
   /** The SQLite file of this process (the replica's, or the api role's read-only one). */
   mirror: MirrorConnection | undefined;
   replica: Replica | undefined;
-  /** Stops accepting webhooks, lets active jobs finish (bounded), closes everything. Idempotent. */
-  stop(): Promise<void>;
+  /**
+   * Stops accepting webhooks, lets active jobs finish, closes everything; whatever still
+   * hangs at `deadlineAt` is abandoned. Idempotent.
+   * @param deadlineAt ms since the epoch. @defaultValue now + shutdownTimeoutMs
+   */
+  stop(deadlineAt?: number): Promise<void>;
 }
 
 /** Wires and starts the roles asked for; every resource opened is closed by `stop`, also on a failed start. */
 export async function startService(o: ServiceOptions): Promise<Service> {
-  const { config, log, roles = ROLES, shutdownTimeoutMs = 10_000 } = o;
+  const { config, log, roles = ROLES, shutdownTimeoutMs = config.shutdownTimeoutMs, signal } = o;
   const has = (r: Role) => roles.includes(r);
   // Fail closed before opening anything: the read API never serves without a credential.
   const apiKeys = has('api') ? requireApiKeys(config) : optionalApiKeys(config);
   const stats = new PipelineStats();
   const keys = mirrorKeys(config.keyPrefix);
-  const closers: (() => Promise<void> | void)[] = [];
-  const stopAll = async () => {
-    for (const close of closers.splice(0).reverse()) {
-      try {
-        await close();
-      } catch (err) {
-        log.warn({ err: (err as Error).message }, 'error while shutting down');
-      }
-    }
+  const closers = new Closers(log);
+  const stopAll = async (deadlineAt = Date.now() + shutdownTimeoutMs) => {
+    await closers.closeAll(deadlineAt);
   };
 
   try {
@@ -93,7 +99,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
       // The replica owns the file; an api role without one reads a file another process keeps.
       const m = openMirrorDb({ path: config.mirrorDbPath, readonly: !has('replica') });
       mirror = m;
-      closers.push(() => {
+      closers.add('mirror database', () => {
         m.sqlite.close();
       });
       if (has('replica')) {
@@ -118,21 +124,25 @@ export async function startService(o: ServiceOptions): Promise<Service> {
     if (has('receiver') || has('worker') || has('replica') || redisUrl) {
       if (!redisUrl) {
         const managed = new ManagedRedis({ dir: managedRedisDir(config) });
+        // Stopped last, with what is left of the deadline (it exits by itself on SIGTERM anyway).
+        closers.add('redis-server', (deadlineAt) => managed.stop(Math.max(100, deadlineAt - Date.now())));
         redisUrl = await managed.start();
-        closers.push(() => managed.stop());
         log.info({ redisUrl }, 'started a private redis-server (set REDIS_URL to use your own)');
       }
+      // Receivers and workers need Redis to do anything; a replica serves its file without it.
+      if (has('receiver') || has('worker')) await waitForRedis(redisUrl, { timeoutMs: config.redisConnectTimeoutMs, signal, log });
+      signal?.throwIfAborted();
       const connect = (failFast: boolean) => {
         const c = connectRedis(redisUrl!, { failFast });
         c.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
         connections.push(c);
         return c;
       };
-      closers.push(() => Promise.all(connections.map((c) => c.quit().catch(() => c.disconnect()))).then(() => {}));
+      closers.add('redis connections', () => Promise.all(connections.map((c) => closeRedis(c))).then(() => {}));
 
       const q = new SyncQueue({ connection: connect(true), keys, coalesceMs: o.coalesceMs });
       queue = q;
-      closers.push(() => q.close());
+      closers.add('sync queue', () => q.close());
       if (has('receiver')) enqueue = (job) => q.enqueue(job);
       const stateConnection = connect(false);
       state = new SharedState(stateConnection, keys);
@@ -155,7 +165,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
         const budget = new SharedRateLimiter({ connection: stateConnection, keys, rateLimit: config.clerk.rateLimit });
         const watch = (budgetWatch = new BudgetWatch({ limiter: budget, log }));
         watch.start();
-        closers.push(() => watch.close());
+        closers.add('budget watch', () => watch.close());
         const worker = new SyncWorker({
           connection: connect(false),
           keys,
@@ -174,22 +184,17 @@ export async function startService(o: ServiceOptions): Promise<Service> {
         worker.start();
         const expiries = new ExpirySweeper({ state, enqueue: (job) => q.enqueue(job), log });
         expiries.start();
-        closers.push(() => expiries.close());
+        closers.add('expiry sweeper', () => expiries.close());
         if (o.reconcile ?? true) {
           const m = await startMaintenance({ connection: connect(false), config, keys, state, publisher, log, stats, fillCheckMs: o.fillCheckMs });
           maintenance = m;
           // Aborts a running backfill/reconciliation; its BullMQ retry resumes from the saved cursor.
-          closers.push(() => m.close());
+          closers.add('maintenance worker', () => m.close());
+          signal?.throwIfAborted();
         }
-        closers.push(async () => {
-          let timer: NodeJS.Timeout | undefined;
-          const graceful = worker.close();
-          const bounded = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), shutdownTimeoutMs)));
-          if ((await Promise.race([graceful, bounded])) === 'timeout') {
-            log.warn('active jobs did not finish in time; they will be picked up again as stalled jobs');
-            await worker.close(true);
-          }
-          clearTimeout(timer);
+        closers.add('sync worker', async (deadlineAt) => {
+          const abandoned = await worker.close(Math.max(0, deadlineAt - Date.now() - AFTER_JOBS_MS));
+          if (abandoned) log.warn({ abandoned }, 'active jobs did not finish in time; they will be picked up again as stalled jobs');
         });
       }
 
@@ -207,7 +212,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
         });
         replica = r;
         r.start();
-        closers.push(() => r.close());
+        closers.add('replica', () => r.close());
       }
     }
 
@@ -236,7 +241,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
     const maintenanceQueue = (m: Maintenance | undefined) => {
       if (m) return m.queue;
       const q = new Queue(MAINTENANCE_QUEUE, { connection: connections[0]!, prefix: keys.queuePrefix });
-      closers.push(() => q.close());
+      closers.add('maintenance queue', () => q.close());
       return q;
     };
     const metrics = createMetrics({
@@ -255,15 +260,15 @@ export async function startService(o: ServiceOptions): Promise<Service> {
       receiver: has('receiver') && enqueue ? { signingSecret: config.clerk.webhookSigningSecret!, enqueue } : undefined,
       api: has('api') && reader ? { reader, keys: apiKeys!, readThrough } : undefined,
       metrics: { metrics, keys: apiKeys },
-      dashboard: queue && apiKeys ? { queues: [queue.queue, maintenanceQueue(maintenance)], keys: apiKeys } : undefined,
+      dashboard: queue && apiKeys ? { queues: [queue.queue, maintenanceQueue(maintenance)], keys: apiKeys, adminKeys: config.adminKey ? [config.adminKey] : [] } : undefined,
     });
     // Closed first on stop: no new webhooks while the rest winds down.
-    closers.push(() => app.close());
+    closers.add('http server', () => app.close());
+    signal?.throwIfAborted();
     const url = await app.listen({ port: config.http.port, host: config.http.host });
     log.info({ url, roles }, 'clerk-invitation-mirror started');
 
-    let stopping: Promise<void> | undefined;
-    return { app, url, stats, redisUrl, mirror, replica, stop: () => (stopping ??= stopAll()) };
+    return { app, url, stats, redisUrl, mirror, replica, stop: (deadlineAt) => stopAll(deadlineAt) };
   } catch (err) {
     await stopAll();
     throw err;

@@ -25,6 +25,10 @@ describe('loadConfig', () => {
     expect(c.logLevel).toBe('info');
     expect(c.redisUrl).toBeUndefined();
     expect(c.clerk.rateLimit).toEqual({ max: 30, windowMs: 10_000 });
+    expect(c.shutdownTimeoutMs).toBe(15_000);
+    expect(c.redisConnectTimeoutMs).toBe(15_000);
+    expect(c.logFormat).toBe('auto');
+    expect(c.adminKey).toBeUndefined();
   });
 
   it('reads every variable and freezes the result', () => {
@@ -68,6 +72,14 @@ describe('loadConfig', () => {
     ['LOG_LEVEL', 'loud', /one of fatal, error/],
     ['RECONCILE_INTERVAL_MS', '1', /at least 60000, or 0/],
     ['RECONCILE_INTERVAL_MS', '59999', /at least 60000, or 0/],
+    ['BAPI_RATE_WINDOW_MS', '10', /at least 1000/],
+    ['BAPI_TIMEOUT_MS', '1', /at least 100/],
+    ['RECONCILE_MAX_AGE_MS', '1000', /at least 60000/],
+    ['REPLICA_MAX_LAG_MS', '5', /at least 1000/],
+    ['SHUTDOWN_TIMEOUT_MS', '10', /at least 1000/],
+    ['REDIS_CONNECT_TIMEOUT_MS', '0', /at least 100/],
+    ['MIRROR_ADMIN_KEY', 'admin', /24 characters/],
+    ['LOG_FORMAT', 'xml', /one of auto, json, pretty/],
   ])('rejects %s=%s with one line naming it', (name, value, expected) => {
     const err = errorOf(() => loadConfig({ ...valid, [name]: value }));
     expect(err.variable).toBe(name);
@@ -79,6 +91,7 @@ describe('loadConfig', () => {
   it('reads LOG_LEVEL in any case, and takes 0 or a minute or more for RECONCILE_INTERVAL_MS', () => {
     expect(loadConfig({ ...valid, LOG_LEVEL: 'INFO' }).logLevel).toBe('info');
     expect(loadConfig({ ...valid, LOG_LEVEL: 'Debug' }).logLevel).toBe('debug');
+    expect(loadConfig({ ...valid, LOG_FORMAT: 'JSON' }).logFormat).toBe('json');
     expect(loadConfig({ ...valid, RECONCILE_INTERVAL_MS: '0' }).reconcile.intervalMs).toBe(0);
     expect(loadConfig({ ...valid, RECONCILE_INTERVAL_MS: '60000' }).reconcile.intervalMs).toBe(60_000);
   });

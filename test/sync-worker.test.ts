@@ -46,7 +46,7 @@ async function rig(redisDb: number) {
     log: createLogger({ level: 'silent' }),
     stats,
   });
-  closers.push(() => worker.close(true));
+  closers.push(() => worker.close());
   worker.start();
 
   /** Enqueues `data` and returns a reader of its job's latest stored state. */

@@ -1,3 +1,4 @@
+import { takeOverSignals } from '../lifecycle/signals.ts';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { randomBase62 } from '../simulator/ids.ts';
@@ -140,10 +141,7 @@ export const simulatorCommand: Command = {
 ${seeded ? `Seeded ${seeded.organizationIds.length} organization(s) with ${seeded.invitationIds.length} invitation(s).\n` : ''}Webhooks: ${(v['webhook-url'] ?? []).join(', ') || 'none (add with POST /_control/endpoints)'}
 Control API: ${sim.url}/_control/ (same Bearer key). Stop with Ctrl-C.`);
 
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve);
-      process.once('SIGTERM', resolve);
-    });
+    await new Promise<void>((resolve) => takeOverSignals(() => resolve()));
     await sim.close();
     console.log('simulator stopped');
     return 0;

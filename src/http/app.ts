@@ -23,8 +23,8 @@ export interface BuildAppOptions {
   api?: ReadApiOptions;
   /** `/metrics`: behind `keys` when given, else loopback peers only. */
   metrics?: { metrics: MirrorMetrics; keys?: readonly string[] };
-  /** bull-board at `/admin/queues`, behind `keys` (Bearer, or Basic with the key as password). */
-  dashboard?: { queues: Queue[]; keys: readonly string[] };
+  /** bull-board at `/admin/queues`: `keys` may look (Bearer, or Basic with the key as password), `adminKeys` may also act. */
+  dashboard?: { queues: Queue[]; keys: readonly string[]; adminKeys?: readonly string[] };
   /**
    * Answer plain single-invitation reads before Fastify (see fast-read.ts); off only to
    * compare both paths in tests.

@@ -1,3 +1,4 @@
+import { takeOverSignals } from '../lifecycle/signals.ts';
 import { BapiClient } from '../clerk/client.ts';
 import type { Config } from '../config.ts';
 import { connectRedis, type Redis } from '../redis/connection.ts';
@@ -50,13 +51,6 @@ export function interruptSignal(onFirst: () => void): { signal: AbortSignal; dis
     onFirst();
     controller.abort(new Error('interrupted'));
   };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
-  return {
-    signal: controller.signal,
-    dispose() {
-      process.off('SIGINT', handler);
-      process.off('SIGTERM', handler);
-    },
-  };
+  const release = takeOverSignals(handler);
+  return { signal: controller.signal, dispose: release };
 }

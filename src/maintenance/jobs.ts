@@ -2,8 +2,8 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { BapiClient } from '../clerk/client.ts';
 import type { Config } from '../config.ts';
 import type { PipelineStats } from '../stats.ts';
-import type { Logger } from '../logger.ts';
-import type { Redis } from '../redis/connection.ts';
+import { throttledLog, type Logger } from '../logger.ts';
+import { closeRedis, type Redis } from '../redis/connection.ts';
 import type { MirrorKeys } from '../state/keys.ts';
 import type { StatePublisher } from '../state/publisher.ts';
 import type { SharedState } from '../state/shared-state.ts';
@@ -63,7 +63,9 @@ export async function startMaintenance(o: MaintenanceOptions): Promise<Maintenan
   const bapi = o.bapi ?? new BapiClient({ apiUrl: config.clerk.apiUrl, secretKey: config.clerk.secretKey!, timeoutMs: config.clerk.timeoutMs });
   const limiter = new SharedRateLimiter({ connection: o.connection, keys, rateLimit: config.clerk.rateLimit });
   const queue = new Queue<MaintenanceJobData, MaintenanceResult>(MAINTENANCE_QUEUE, { connection: o.connection, prefix: keys.queuePrefix });
-  queue.on('error', (err) => log.warn({ err: err.message }, 'maintenance queue error'));
+  // While Redis is away these repeat at every reconnection attempt: one line per interval.
+  const note = throttledLog(log);
+  queue.on('error', (err) => note('warn', 'queue', { err: err.message }, 'maintenance queue error'));
   const running = new AbortController();
   const automatic = (o.schedule ?? true) && config.reconcile.intervalMs > 0;
 
@@ -101,7 +103,7 @@ export async function startMaintenance(o: MaintenanceOptions): Promise<Maintenan
     concurrency: 1,
     autorun: false,
   });
-  worker.on('error', (err) => log.error({ err: err.message }, 'maintenance worker error'));
+  worker.on('error', (err) => note('error', 'worker', { err: err.message }, 'maintenance worker error'));
   worker.on('failed', (job, err) => log.warn({ job: job?.id, kind: job?.data.kind, attempts: job?.attemptsMade, err: err.message }, 'maintenance job failed'));
 
   const enqueueBackfill = async ({ restart = false } = {}) => {
@@ -166,9 +168,11 @@ export async function startMaintenance(o: MaintenanceOptions): Promise<Maintenan
       closing ??= (async () => {
         clearInterval(timer);
         running.abort(new Error('shutting down'));
-        await worker.close().catch(() => {});
+        // An aborted run ends at its next step; with Redis away a graceful close would wait
+        // on it for ever, so it is cut short (the job's retry resumes from its cursor).
+        await worker.close(workerConnection.status !== 'ready').catch(() => {});
         await queue.close().catch(() => {});
-        await workerConnection.quit().catch(() => workerConnection.disconnect());
+        await closeRedis(workerConnection);
       })();
       return closing;
     },

@@ -56,7 +56,9 @@ export class ManagedRedis {
     }
     const port = this.opts.port ?? (await freePort());
     const args = redisServerArgs({ port, dir: this.opts.dir });
-    const child = spawn(this.opts.binary ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group: a Ctrl-C, `timeout` or a service manager signalling our group
+    // must not stop Redis before we have stopped using it; `stop` ends it last.
+    const child = spawn(this.opts.binary ?? 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     this.child = child;
     let output = '';
     await new Promise<void>((resolve, reject) => {
@@ -70,13 +72,17 @@ export class ManagedRedis {
         reject(new Error(`redis-server exited with code ${code}: ${output.slice(-300)}`));
       });
       child.stdout!.on('data', (chunk: Buffer) => {
+        // Drained for its whole life (a full pipe would block it), kept only until ready.
+        if (output.length > 64_000) return;
         output += chunk.toString();
         if (output.includes('Ready to accept connections')) {
           clearTimeout(timer);
           resolve();
         }
       });
-      child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.stderr!.on('data', (chunk: Buffer) => {
+        if (output.length <= 64_000) output += chunk.toString();
+      });
     });
     child.removeAllListeners('exit');
     this.url = `redis://127.0.0.1:${port}`;
@@ -84,8 +90,11 @@ export class ManagedRedis {
     return this.url;
   }
 
-  /** Stops redis-server (it flushes the AOF on SIGTERM). */
-  async stop(): Promise<void> {
+  /**
+   * Stops redis-server: SIGTERM, on which it flushes the AOF and exits by itself; waits up to
+   * `waitMs` for that, then SIGKILL.
+   */
+  async stop(waitMs = 5000): Promise<void> {
     rmSync(this.urlFile, { force: true });
     if (this.adopted) {
       const r = new Redis(this.adopted, { lazyConnect: true, maxRetriesPerRequest: 0 });
@@ -96,7 +105,7 @@ export class ManagedRedis {
     const child = this.child;
     if (!child || child.exitCode !== null) return;
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      const timer = setTimeout(() => child.kill('SIGKILL'), waitMs);
       child.once('exit', () => {
         clearTimeout(timer);
         resolve();

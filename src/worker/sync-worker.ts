@@ -6,6 +6,7 @@ import type { PublishedState, PublishOutcome, StatePublisher } from '../state/pu
 import type { Held, SharedState } from '../state/shared-state.ts';
 import { TurnBatcher } from '../state/turn-batcher.ts';
 import type { Redis } from '../redis/connection.ts';
+import { throttledLog } from '../logger.ts';
 import { jitteredBackoff, type BackoffOptions } from './backoff.ts';
 import { BapiCaller } from '../maintenance/bapi-call.ts';
 import type { BapiCallerName } from '../stats.ts';
@@ -48,6 +49,10 @@ export interface SyncWorkerOptions extends Omit<ProcessorDeps, 'publish' | 'held
 /** The consumer side: a BullMQ worker running the sync processor under the global BAPI limit. */
 export class SyncWorker {
   readonly worker: Worker<SyncJobData, SyncResult>;
+  private readonly connection: Redis;
+  /** Jobs this process is running, and who waits for none to be left. */
+  private active = 0;
+  private idleWaiters: (() => void)[] = [];
 
   constructor({ connection, keys, rateLimit, concurrency = 8, backoff, publisher, state, budget, enqueue, ...deps }: SyncWorkerOptions) {
     const strategy = jitteredBackoff(backoff);
@@ -68,7 +73,16 @@ export class SyncWorker {
       refundBudget: budget && ((takenAt) => budget.refund(takenAt)),
       fetchBatch: batchCaller && shape && ((job) => fetchOrganizationBatch({ state, publisher, bapi: deps.bapi, caller: batchCaller, shape }, job)),
     });
-    this.worker = new Worker<SyncJobData, SyncResult>(SYNC_QUEUE, processor, {
+    this.connection = connection;
+    const tracked = async (job: Parameters<typeof processor>[0]) => {
+      this.active++;
+      try {
+        return await processor(job);
+      } finally {
+        if (--this.active === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      }
+    };
+    this.worker = new Worker<SyncJobData, SyncResult>(SYNC_QUEUE, tracked, {
       connection,
       prefix: keys.queuePrefix,
       concurrency,
@@ -88,15 +102,34 @@ export class SyncWorker {
         deps.log.error({ jobId: job.id, attempts: job.attemptsMade, err: err.message }, 'sync job exhausted its attempts; see `clerk-invitation-mirror failed list`');
       }
     });
-    this.worker.on('error', (err) => deps.log.error({ err: err.message }, 'sync worker error'));
+    // Repeats at every reconnection attempt while Redis is away: one line per interval.
+    const note = throttledLog(deps.log);
+    this.worker.on('error', (err) => note('error', 'worker', { err: err.message }, 'sync worker error'));
   }
 
   start(): void {
     void this.worker.run();
   }
 
-  /** Stops taking jobs and waits for active ones (bounded by the caller). */
-  async close(force = false): Promise<void> {
-    await this.worker.close(force);
+  /**
+   * Stops taking jobs, gives the active ones up to `graceMs` to finish, then closes. Jobs
+   * still running then, or any while Redis does not answer (a graceful close would wait on
+   * it for ever), are abandoned to BullMQ's stall recovery: another worker runs them again.
+   * @returns how many jobs were abandoned
+   */
+  async close(graceMs = 0): Promise<number> {
+    if (this.connection.status === 'ready' && this.active > 0 && graceMs > 0) {
+      // BullMQ's own graceful close cannot be cut short once begun, so the wait is ours.
+      await this.worker.pause(true);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((r) => this.idleWaiters.push(r)),
+        new Promise<void>((r) => (timer = setTimeout(r, graceMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    const abandoned = this.active;
+    await this.worker.close(abandoned > 0 || this.connection.status !== 'ready');
+    return abandoned;
   }
 }

@@ -22,8 +22,10 @@ export function killAllChildren(): void {
 }
 
 /** Runs the `clerk-invitation-mirror` binary as a real child process with exactly `env` (plus PATH unless given). */
-export function spawnCli(args: string[], env: Record<string, string | undefined>, cwd = ROOT): CliProcess {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnCli(args: string[], env: Record<string, string | undefined>, cwd = ROOT, { wrapper = [] }: { wrapper?: string[] } = {}): CliProcess {
+  // `wrapper`: a command that runs node, e.g. ['unshare', '--pid', '--fork'] for PID 1.
+  const [command, ...rest] = [...wrapper, process.execPath, BIN, ...args] as [string, ...string[]];
+  const child = spawn(command, rest, { cwd, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   child.once('exit', () => live.delete(child));
   let out = '';
