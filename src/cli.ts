@@ -3,6 +3,7 @@ import { ConfigError } from './config.ts';
 import { scrub } from './logger.ts';
 import { UsageError } from './cli/command.ts';
 import { commands } from './cli/commands.ts';
+import { withEnvFile } from './cli/env-file.ts';
 
 const BIN = 'clerk-invitation-mirror';
 
@@ -17,6 +18,10 @@ A local mirror of a Clerk instance's organization invitations.
 
 Commands:
 ${list}
+
+Every command reads its settings from the environment, over those of \`.env\` in the
+current directory when there is one (or of the file \`--dotenv PATH\` names); variables
+already set win.
 
 Run \`${BIN} <command> --help\` for a command's options, \`${BIN} --version\` for the version.`;
 }
@@ -41,7 +46,8 @@ export async function main(argv: string[], env: Record<string, string | undefine
     return 0;
   }
   try {
-    return await command.run(rest, env);
+    const withFile = withEnvFile(rest, env);
+    return await command.run(withFile.argv, withFile.env);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`${BIN} ${name}: ${err.message}`);

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { cpSync, readdirSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -11,9 +11,9 @@ const BIN = join(ROOT, 'bin/clerk-invitation-mirror.js');
 const tmp = tempDir();
 afterAll(tmp.cleanup);
 
-async function cli(args: string[], env: Record<string, string> = {}) {
+async function cli(args: string[], env: Record<string, string> = {}, cwd = tmp.path) {
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], { cwd: tmp.path, env: { PATH: process.env.PATH!, ...env } });
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], { cwd, env: { PATH: process.env.PATH!, ...env } });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -47,6 +47,25 @@ describe('clerk-invitation-mirror binary', () => {
     const r = await cli(['frobnicate']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/unknown command "frobnicate"/);
+  });
+
+  it('reads .env in the current directory, or the file --dotenv names (not --env-file, which Node itself takes even after the script); variables already set win', async () => {
+    const dir = join(tmp.path, 'with-env');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, '.env'), '# settings\nMIRROR_DB_PATH=./from-dotenv.db\nLOG_LEVEL="warn"\n');
+    writeFileSync(join(dir, 'other.env'), 'MIRROR_DB_PATH=./from-other.db\n');
+    expect((await cli(['migrate'], {}, dir)).stdout).toBe(`mirror at ./from-dotenv.db: 4 migration(s) applied, 4 in all\n`);
+    expect(existsSync(join(dir, 'from-dotenv.db'))).toBe(true);
+    expect((await cli(['migrate'], { MIRROR_DB_PATH: './from-env.db' }, dir)).stdout).toMatch(/^mirror at \.\/from-env\.db:/);
+    expect((await cli(['migrate', '--dotenv', 'other.env'], {}, dir)).stdout).toMatch(/^mirror at \.\/from-other\.db:/);
+    // A bad value in the file is named like one in the environment.
+    writeFileSync(join(dir, 'bad.env'), 'LOG_LEVEL=chatty\n');
+    const bad = await cli(['migrate', '--dotenv=bad.env'], {}, dir);
+    expect(bad.code).toBe(78);
+    expect(bad.stderr).toMatch(/LOG_LEVEL: expected one of/);
+    const missing = await cli(['migrate', '--dotenv', 'nope.env'], {}, dir);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/cannot read the env file .*nope\.env: ENOENT/);
   });
 
   it('migrate creates the mirror, and is idempotent', async () => {
