@@ -16,10 +16,13 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
 const { existsSync } = await import('node:fs');
 const { fileURLToPath } = await import('node:url');
 const source = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
-if (existsSync(source)) {
-  const { register } = await import('tsx/esm/api');
-  register();
+const compiled = new URL('../dist/cli.js', import.meta.url);
+// A checkout installed without dev dependencies has no tsx: it runs its build, if any.
+const tsx = existsSync(source) ? await import('tsx/esm/api').catch(() => undefined) : undefined;
+if (tsx || !existsSync(fileURLToPath(compiled))) {
+  if (!tsx) throw new Error('neither tsx (a dev dependency) nor a build (dist/, `npm run build`) is installed');
+  tsx.register();
   await import(source);
 } else {
-  await import('../dist/cli.js');
+  await import(compiled.href);
 }

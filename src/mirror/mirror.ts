@@ -113,6 +113,7 @@ export function createMirror(options: CreateMirrorOptions = {}): Mirror {
  * The lookup surface over an already open connection (the service shares its own). With
  * `readThrough`, a lookup of an invitation the mirror has never seen (no row, not a
  * tombstone), or older than `minUpdatedAt`, asks Clerk.
+ * @internal
  */
 export function mirrorOver(conn: MirrorConnection, close: () => void = () => {}, { readThrough }: { readThrough?: ReadThroughLookup } = {}): Mirror {
   const reader = new MirrorReader(conn);

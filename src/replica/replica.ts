@@ -34,6 +34,7 @@ export interface ReplicaStatus {
   bootstraps: number;
 }
 
+/** @internal */
 export interface ReplicaOptions {
   /** For meta and snapshot reads (non-blocking commands). */
   redis: Redis;
@@ -70,6 +71,7 @@ type FollowEnd = 'gap' | 'epoch' | 'filled';
  * because Redis is empty: after Redis lost the state it keeps serving, reports itself stale,
  * applies the new state's changes, and once that state has been filled removes what the new
  * state does not hold (deletions included).
+ * @internal
  */
 export class Replica {
   private readonly writer: ReplicaWriter;
@@ -321,7 +323,10 @@ export class Replica {
   }
 }
 
-/** Why a replica with this status should not be routed reads, or true. */
+/**
+ * Why a replica with this status should not be routed reads, or true.
+ * @internal
+ */
 export function replicaReadiness(s: ReplicaStatus, maxLagSeconds: number): true | string {
   if (s.state === 'bootstrapping') return 'loading the snapshot from the shared state';
   if (s.state === 'stale') return s.reason ?? 'stale';
