@@ -288,29 +288,19 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
   }
 
   if (lastReconcileAt) {
-    const reconcileGauge = (name: string, help: string, value: (at: number | undefined) => number) =>
-      new Gauge({
-        name: `${PREFIX}${name}`,
-        help,
-        registers,
-        async collect() {
-          try {
-            this.set(value(await lastReconcileAt()));
-          } catch {
-            collectErrors.inc({ source: 'reconcile' });
-          }
-        },
-      });
-    reconcileGauge(
-      'last_reconcile_timestamp_seconds',
-      'When the last successful reconciliation finished (Unix seconds); 0 until one has, so `time() - this` alerts on "never" as on "long ago".',
-      (at) => (at === undefined ? 0 : Math.floor(at / 1000)),
-    );
-    reconcileGauge(
-      'seconds_since_last_reconcile',
-      'Seconds since the last successful reconciliation; NaN when none has succeeded (alert on last_reconcile_timestamp_seconds instead).',
-      (at) => (at === undefined ? NaN : seconds(now() - at)),
-    );
+    new Gauge({
+      name: `${PREFIX}last_reconcile_timestamp_seconds`,
+      help: 'When the last successful reconciliation finished (Unix seconds); 0 until one has, so `time() - this` alerts on "never" as on "long ago".',
+      registers,
+      async collect() {
+        try {
+          const at = await lastReconcileAt();
+          this.set(at === undefined ? 0 : Math.floor(at / 1000));
+        } catch {
+          collectErrors.inc({ source: 'reconcile' });
+        }
+      },
+    });
   }
 
   if (replicaStatus) {
