@@ -216,7 +216,10 @@ describe('operations endpoints', () => {
     expect(value(/^clerk_mirror_webhooks_total\{outcome="accepted",type="organizationInvitation.created"\} (\d+)$/m)).toBe(created);
     expect(value(/^clerk_mirror_jobs_total\{outcome="completed"\} (\d+)$/m)).toBe(h.service.stats.jobs.completed);
     expect(value(/^clerk_mirror_bapi_request_duration_seconds_count\{status="200"\} (\d+)$/m)).toBe(h.service.stats.bapiCalls({ status: '200' }));
-    expect(value(/^clerk_mirror_bapi_requests_total\{caller="webhook",status="200"\} (\d+)$/m)).toBe(h.service.stats.bapiCalls({ caller: 'webhook', status: '200' }));
+    // No series until a first such call: the harness's invitations may all have come through batches.
+    const webhookCalls = h.service.stats.bapiCalls({ caller: 'webhook', status: '200' });
+    const webhookSeries = value(/^clerk_mirror_bapi_requests_total\{caller="webhook",status="200"\} (\d+)$/m);
+    expect(webhookCalls === 0 ? Number.isNaN(webhookSeries) : webhookSeries === webhookCalls).toBe(true);
     // The default share of the harness's sk_test_ key.
     expect(value(/^clerk_mirror_bapi_budget_limit_requests (\d+)$/m)).toBe(30);
     // Spent or not depends on how many calls this file's tests made in the last window; the
