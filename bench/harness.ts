@@ -46,14 +46,16 @@ export interface BenchRedis {
 
 /**
  * A private redis-server, spawned here rather than through ManagedRedis so that the exit
- * hook above can kill it if the bench dies. Same settings as ManagedRedis (AOF with fsync
- * every second, noeviction), so the receiver pays what it pays in production.
+ * hook above can kill it if the bench dies. Same settings as ManagedRedis (AOF with
+ * `appendfsync always`, noeviction), so the receiver pays what it pays in production;
+ * BENCH_REDIS_APPENDFSYNC=everysec measures what that durability costs.
  */
 export async function startRedis(dir: string): Promise<BenchRedis> {
   const port = await freePort();
   const dataDir = join(dir, 'redis');
   mkdirSync(dataDir, { recursive: true });
-  const args = redisServerArgs({ port, dir: dataDir });
+  const fsync = process.env.BENCH_REDIS_APPENDFSYNC;
+  const args = redisServerArgs({ port, dir: dataDir, ...(fsync === 'everysec' || fsync === 'always' ? { appendfsync: fsync } : {}) });
   const child = track(spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   let output = '';
   try {

@@ -17,6 +17,7 @@ import { SyncQueue } from './queue/sync-queue.ts';
 import { Closers } from './lifecycle/closers.ts';
 import { closeRedis, connectRedis, type Redis } from './redis/connection.ts';
 import { waitForRedis } from './redis/wait.ts';
+import { warnIfNotDurable } from './redis/durability.ts';
 import { ManagedRedis } from './redis/managed.ts';
 import { managedRedisDir } from './redis/resolve.ts';
 import { Replica, replicaReadiness } from './replica/replica.ts';
@@ -132,6 +133,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
       // Receivers and workers need Redis to do anything; a replica serves its file without it.
       if (has('receiver') || has('worker')) await waitForRedis(redisUrl, { timeoutMs: config.redisConnectTimeoutMs, signal, log });
       signal?.throwIfAborted();
+      if (has('receiver')) void warnIfNotDurable(redisUrl, log);
       const connect = (failFast: boolean) => {
         const c = connectRedis(redisUrl!, { failFast });
         c.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));

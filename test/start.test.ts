@@ -95,6 +95,8 @@ describe('start: running and stopping', () => {
     expect(p.output()).toMatch(/"msg":"shutting down"/);
     expect(p.output()).toMatch(/"msg":"stopped"/);
     expect(p.output()).not.toContain('started@example.com');
+    // The test Redis runs without AOF: the receiver says what a crash of it would cost.
+    expect(p.output()).toMatch(/"problem":"AOF is off[^"]*","msg":"Redis may lose acknowledged webhooks/);
   });
 
   it('a second signal exits at once while active jobs are still running', async () => {
@@ -127,6 +129,8 @@ describe('start: running and stopping', () => {
     const r = new Redis(managedUrl, { maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
     await r.connect();
     expect(await r.config('GET', 'appendonly')).toEqual(['appendonly', 'yes']);
+    // A 2xx to Svix is on disk before it is sent.
+    expect(await r.config('GET', 'appendfsync')).toEqual(['appendfsync', 'always']);
     expect(await r.config('GET', 'maxmemory-policy')).toEqual(['maxmemory-policy', 'noeviction']);
     expect((await r.config('GET', 'dir'))[1]).toBe(join(tmp.path, 'managed/redis'));
     r.disconnect();
@@ -139,6 +143,7 @@ describe('start: running and stopping', () => {
 
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
+    expect(p.output()).not.toMatch(/Redis may lose acknowledged webhooks/);
     expect(existsSync(urlFile)).toBe(false);
     const after = new Redis(managedUrl, { maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
     after.on('error', () => {});

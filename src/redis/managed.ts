@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { DirLock } from './dir-lock.ts';
 import { Redis } from 'ioredis';
 import { createServer } from 'node:net';
 
@@ -27,12 +29,13 @@ export class RedisNotInstalledError extends Error {
 
 /**
  * A private redis-server started and stopped with the process, for when REDIS_URL is unset:
- * loopback only, AOF on (a 2xx to Svix must survive a crash), and `noeviction` (BullMQ must
+ * loopback only, AOF with `appendfsync always` (a 2xx to Svix must survive a crash), and `noeviction` (BullMQ must
  * never lose keys to memory pressure).
  */
 export class ManagedRedis {
   private child: ChildProcess | undefined;
   private adopted: string | undefined;
+  private lock: DirLock | undefined;
   url = '';
 
   constructor(private readonly opts: ManagedRedisOptions) {}
@@ -44,16 +47,25 @@ export class ManagedRedis {
 
   /**
    * Starts redis-server, or adopts the one a previous run left behind on the same data
-   * directory (after a crash it outlives its parent; two servers on one AOF would corrupt it).
+   * directory (after a crash it outlives its parent; two servers on one AOF would corrupt it),
+   * but only once that server is proven to be the one started there (its run id and data
+   * directory), never whatever now answers on a stale URL. The directory is locked for as
+   * long as this runs: a second process refuses rather than share or stop the server.
+   *
+   * @throws ManagedRedisInUseError when another live process holds the directory
    */
   async start(): Promise<string> {
     mkdirSync(this.opts.dir, { recursive: true });
+    this.lock = DirLock.acquire(join(this.opts.dir, 'redis.lock'), (holder) => new ManagedRedisInUseError(this.opts.dir, holder));
     const running = await runningManagedRedis(this.opts.dir);
     if (running) {
       this.adopted = running;
       this.url = running;
       return running;
     }
+    // A URL nobody proved ours any more: forget it, never adopt or stop what answers there.
+    rmSync(this.urlFile, { force: true });
+    rmSync(join(this.opts.dir, OWNER_FILE), { force: true });
     const port = this.opts.port ?? (await freePort());
     const args = redisServerArgs({ port, dir: this.opts.dir });
     // Its own process group: a Ctrl-C, `timeout` or a service manager signalling our group
@@ -86,6 +98,8 @@ export class ManagedRedis {
     });
     child.removeAllListeners('exit');
     this.url = `redis://127.0.0.1:${port}`;
+    const runId = await serverIdentity(this.url);
+    writeFileSync(join(this.opts.dir, OWNER_FILE), `${JSON.stringify({ url: this.url, runId: runId?.runId, pid: child.pid })}\n`);
     writeFileSync(this.urlFile, `${this.url}\n`);
     return this.url;
   }
@@ -95,23 +109,31 @@ export class ManagedRedis {
    * `waitMs` for that, then SIGKILL.
    */
   async stop(waitMs = 5000): Promise<void> {
-    rmSync(this.urlFile, { force: true });
-    if (this.adopted) {
-      const r = new Redis(this.adopted, { lazyConnect: true, maxRetriesPerRequest: 0 });
-      await r.connect().then(() => r.shutdown()).catch(() => {});
-      r.disconnect();
-      return;
-    }
-    const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => child.kill('SIGKILL'), waitMs);
-      child.once('exit', () => {
-        clearTimeout(timer);
-        resolve();
+    if (!this.lock) return;
+    try {
+      rmSync(this.urlFile, { force: true });
+      rmSync(join(this.opts.dir, OWNER_FILE), { force: true });
+      if (this.adopted) {
+        const r = new Redis(this.adopted, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+        r.on('error', () => {});
+        await r.connect().then(() => r.shutdown()).catch(() => {});
+        r.disconnect();
+        return;
+      }
+      const child = this.child;
+      if (!child || child.exitCode !== null) return;
+      await new Promise<void>((done) => {
+        const timer = setTimeout(() => child.kill('SIGKILL'), waitMs);
+        child.once('exit', () => {
+          clearTimeout(timer);
+          done();
+        });
+        child.kill('SIGTERM');
       });
-      child.kill('SIGTERM');
-    });
+    } finally {
+      this.lock.release();
+      this.lock = undefined;
+    }
   }
 }
 
@@ -128,28 +150,69 @@ export async function freePort(): Promise<number> {
 
 /**
  * Arguments of a private redis-server: loopback only, no RDB snapshots, `noeviction` (an
- * evicted job is a lost event) and, unless `appendfsync` is false, AOF with that policy.
+ * evicted job is a lost event) and, unless `appendfsync` is false, AOF with that policy:
+ * `always` by default, since a 2xx to Svix promises the job survives a crash (with
+ * `everysec` up to a second of acknowledged jobs is lost; RELIABILITY.md, BENCHMARKS.md).
  */
-export function redisServerArgs({ port, dir, appendfsync = 'everysec' }: { port: number; dir: string; appendfsync?: 'everysec' | 'always' | false }): string[] {
+export function redisServerArgs({ port, dir, appendfsync = 'always' }: { port: number; dir: string; appendfsync?: 'everysec' | 'always' | false }): string[] {
   const aof = appendfsync === false ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', appendfsync];
   return ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...aof, '--save', '', '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes'];
 }
 
-/** The URL of a private redis-server already serving `dir`, if one answers. */
-export async function runningManagedRedis(dir: string): Promise<string | undefined> {
-  let url: string;
-  try {
-    url = readFileSync(join(dir, 'redis.url'), 'utf8').trim();
-  } catch {
-    return undefined;
+/** Raised when another live process runs the private redis-server of a data directory. */
+export class ManagedRedisInUseError extends Error {
+  override name = 'ManagedRedisInUseError';
+  constructor(dir: string, holder: number) {
+    super(`another process (pid ${holder}) runs the private redis-server in ${dir}: stop it first, give this one another MIRROR_DB_PATH, or set REDIS_URL to share one Redis`);
   }
+}
+
+/** Who started the server of a data directory: written next to `redis.url`, checked before adopting it. */
+const OWNER_FILE = 'redis.owner.json';
+
+async function serverIdentity(url: string): Promise<{ runId: string; dir: string } | undefined> {
   const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000 });
+  r.on('error', () => {});
   try {
     await r.connect();
-    return (await r.ping()) === 'PONG' ? url : undefined;
+    const runId = /^run_id:(\w+)/m.exec(await r.info('server'))?.[1];
+    const [, dir] = (await r.config('GET', 'dir')) as [string, string];
+    return runId ? { runId, dir } : undefined;
   } catch {
     return undefined;
   } finally {
     r.disconnect();
+  }
+}
+
+/**
+ * The URL of the private redis-server serving `dir`, if one answers there and is proven to
+ * be it: `dir` is its data directory, and it has the run id recorded when it started (a
+ * server an older version left has no record: its directory is the proof). A stale
+ * `redis.url` (that server gone, another Redis on its port since) answers undefined.
+ */
+export async function runningManagedRedis(dir: string): Promise<string | undefined> {
+  let owner: { url?: string; runId?: string } = {};
+  try {
+    owner = JSON.parse(readFileSync(join(dir, OWNER_FILE), 'utf8')) as typeof owner;
+  } catch {
+    try {
+      owner = { url: readFileSync(join(dir, 'redis.url'), 'utf8').trim() };
+    } catch {
+      return undefined;
+    }
+  }
+  if (!owner.url) return undefined;
+  const found = await serverIdentity(owner.url);
+  if (!found || realDir(found.dir) !== realDir(dir)) return undefined;
+  return owner.runId === undefined || found.runId === owner.runId ? owner.url : undefined;
+}
+
+/** Redis reports its working directory with symlinks resolved. */
+function realDir(dir: string): string {
+  try {
+    return realpathSync(dir);
+  } catch {
+    return resolve(dir);
   }
 }
