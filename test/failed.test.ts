@@ -70,11 +70,27 @@ describe('failed list / failed retry', () => {
     expect(table.output).toMatch(/^3 failed job\(s\)$/m);
     for (const id of ids) expect(table.output).toContain(`${org.id}/${id}`);
     expect(table.output).not.toMatch(/@example\.com/);
+    // A header row, then one row per job, every column starting where its header does.
+    const lines = table.output.trimEnd().split('\n');
+    const header = lines[1]!;
+    expect(header).toMatch(/^JOB +KIND +INVITATION\/KEY +ATTEMPTS +FAILED AT +REASON$/);
+    const starts = ['KIND', 'INVITATION/KEY', 'ATTEMPTS', 'FAILED AT', 'REASON'].map((h) => header.indexOf(h));
+    const rows = lines.slice(2);
+    expect(rows).toHaveLength(3);
+    for (const row of rows) {
+      for (const at of starts) expect(row.slice(at - 2, at + 1)).toMatch(/^ {2}\S$/);
+      const cell = (i: number) => row.slice(starts[i]!, starts[i + 1]).trim();
+      expect(cell(0)).toBe('invitation');
+      expect(ids.map((id) => `${org.id}/${id}`)).toContain(cell(1));
+      expect(cell(2)).toBe('1');
+      expect(cell(3)).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      expect(row.slice(starts[4])).toMatch(/401/);
+    }
 
     const json = await runCli(['failed', 'list', '--json', '--limit', '2'], env);
-    const rows = json.output.trim().split('\n').map((l) => JSON.parse(l) as { id: string; data: { invitationId: string }; failedReason: string });
-    expect(rows).toHaveLength(2);
-    expect(rows[0]!.failedReason).toMatch(/401/);
+    const jsonRows = json.output.trim().split('\n').map((l) => JSON.parse(l) as { id: string; data: { invitationId: string }; failedReason: string });
+    expect(jsonRows).toHaveLength(2);
+    expect(jsonRows[0]!.failedReason).toMatch(/401/);
 
     // Retrying one unknown id reports it and exits 1, without touching the others.
     const unknown = await runCli(['failed', 'retry', 'no-such-job'], env);
@@ -84,7 +100,7 @@ describe('failed list / failed retry', () => {
 
     const fixed = await serviceWith(SECRET_KEY);
     try {
-      const one = await runCli(['failed', 'retry', rows[0]!.id], env);
+      const one = await runCli(['failed', 'retry', jsonRows[0]!.id], env);
       expect(one).toMatchObject({ code: 0 });
       expect(one.output).toMatch(/1 job\(s\) re-queued/);
       const all = await runCli(['failed', 'retry', '--all'], env);

@@ -1,9 +1,8 @@
+import { runOutput } from './terminal.ts';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
-import { createLogger } from '../logger.ts';
 import { formatBackfillSummary, runBackfill } from '../maintenance/backfill.ts';
 import { interruptSignal, withMaintenanceContext } from '../maintenance/context.ts';
-import { logProgress, ttyProgress } from '../maintenance/progress.ts';
 import { withRunLock } from '../maintenance/run-lock.ts';
 import { UsageError, type Command } from './command.ts';
 
@@ -21,7 +20,12 @@ by itself whenever it finds the state not filled. BAPI calls share the worker's 
 BAPI_RATE_WINDOW_MS, across every process using this Redis), wait out 429s and retry
 transient failures.
 
-Shows a progress bar on a terminal, a log line every 5 s otherwise, and a summary.
+On a terminal (stderr), shows a progress bar that names its phase (listing invitations,
+listing organizations), redraws every half second with the elapsed time, and says what it
+waits for (Clerk's rate limit, the shared budget); log lines (warnings and up, unless
+LOG_LEVEL is set) appear above it as \`HH:MM:SS LEVEL msg key=value\`. Otherwise: JSON log
+lines, one progress line every 5 s. LOG_FORMAT=json|pretty|auto (default auto: pretty on a
+terminal) chooses the log format. Then a summary on stdout.
 Exit codes: 0 done, 1 stopped on an error (cursor kept), 130 interrupted (cursor kept).
 
 Needs CLERK_SECRET_KEY; uses CLERK_API_URL, REDIS_URL (unset: the private redis-server
@@ -49,10 +53,8 @@ Options:
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError('--concurrency must be a whole number from 1 to 64');
     if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 500) throw new UsageError('--page-size must be a whole number from 1 to 500');
     const config = loadConfig(env, { require: ['CLERK_SECRET_KEY'] });
-    const log = createLogger({ level: config.logLevel === 'info' && process.stderr.isTTY ? 'warn' : config.logLevel, destination: process.stderr });
-    const tty = process.stderr.isTTY === true;
-    const progress = tty ? ttyProgress(process.stderr) : logProgress(log);
-    const interrupt = interruptSignal(() => process.stderr.write('\ninterrupted: finishing the pages in flight and saving the cursor (Ctrl-C again to quit now)\n'));
+    const { log, progress, say } = runOutput('backfill', config, env);
+    const interrupt = interruptSignal(() => say('interrupted: finishing the pages in flight and saving the cursor (Ctrl-C again to quit now)'));
     try {
       const summary = await withMaintenanceContext(config, (ctx) =>
         withRunLock(ctx.redis, ctx.keys, 'backfill', () =>
@@ -62,6 +64,7 @@ Options:
       console.log(values.json ? JSON.stringify(summary) : formatBackfillSummary(summary));
       return summary.status === 'completed' ? 0 : summary.status === 'interrupted' ? 130 : 1;
     } finally {
+      progress.finish();
       interrupt.dispose();
     }
   },

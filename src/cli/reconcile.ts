@@ -1,8 +1,7 @@
+import { runOutput } from './terminal.ts';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.ts';
-import { createLogger } from '../logger.ts';
 import { interruptSignal, withMaintenanceContext } from '../maintenance/context.ts';
-import { logProgress, ttyProgress } from '../maintenance/progress.ts';
 import { formatReconcileReport, runReconcile } from '../maintenance/reconcile.ts';
 import { withRunLock } from '../maintenance/run-lock.ts';
 import { UsageError, type Command } from './command.ts';
@@ -28,6 +27,12 @@ Needs CLERK_SECRET_KEY; uses CLERK_API_URL, REDIS_URL (unset: the private redis-
 of the service at MIRROR_DB_PATH) and REDIS_KEY_PREFIX. BAPI calls
 share the worker's rate limit. Exit codes: 0 done, 1 failed, 130 interrupted.
 
+On a terminal (stderr), a progress bar names the phase (listing invitations, listing
+organizations, reading the shared state, checking one by one N/M), redraws every half
+second and says what it waits for; log lines (warnings and up, unless LOG_LEVEL is set)
+appear above it as \`HH:MM:SS LEVEL msg key=value\`. Otherwise JSON log lines, one progress
+line every 5 s. LOG_FORMAT=json|pretty|auto (default auto: pretty on a terminal).
+
 Options:
   --dry-run        report only; nothing is written
   --targeted       skip the lists: only re-fetch pending rows past expires_at and old rows
@@ -52,9 +57,8 @@ Options:
     const config = loadConfig(env, { require: ['CLERK_SECRET_KEY'] });
     const maxAgeMs = values['max-age'] === undefined ? config.reconcile.maxAgeMs : Number(values['max-age']);
     if (!Number.isInteger(maxAgeMs) || maxAgeMs < 0) throw new UsageError('--max-age must be a whole number of milliseconds');
-    const log = createLogger({ level: config.logLevel === 'info' && process.stderr.isTTY ? 'warn' : config.logLevel, destination: process.stderr });
-    const progress = process.stderr.isTTY ? ttyProgress(process.stderr, { label: 'reconcile' }) : logProgress(log, { label: 'reconcile' });
-    const interrupt = interruptSignal(() => process.stderr.write('\ninterrupted: stopping after the requests in flight\n'));
+    const { log, progress, say } = runOutput('reconcile', config, env);
+    const interrupt = interruptSignal(() => say('interrupted: stopping after the requests in flight'));
     try {
       const report = await withMaintenanceContext(config, (ctx) =>
         withRunLock(ctx.redis, ctx.keys, 'reconcile', () =>
@@ -76,6 +80,7 @@ Options:
       console.log(values.json ? JSON.stringify(report) : formatReconcileReport(report));
       return report.status === 'completed' ? 0 : report.status === 'interrupted' ? 130 : 1;
     } finally {
+      progress.finish();
       interrupt.dispose();
     }
   },

@@ -114,7 +114,7 @@ async function runService(argv: string[], env: Record<string, string | undefined
     }
     throw err;
   }
-  const log = createLogger({ level: config.logLevel });
+  const log = createLogger({ level: config.logLevel, format: config.logFormat, color: process.stdout.isTTY === true && env.NO_COLOR === undefined });
   stop.log = log;
   stop.timeoutMs = config.shutdownTimeoutMs;
   if (stop.signal) return 0;

@@ -4,10 +4,10 @@ import type { Logger } from '../logger.ts';
 import type { PipelineStats } from '../stats.ts';
 import { type InvitationState, type PublishOutcome, type StatePublisher } from '../state/publisher.ts';
 import { RECORDS, type SharedState } from '../state/shared-state.ts';
-import { BapiCaller } from './bapi-call.ts';
+import { runCaller } from './bapi-call.ts';
 import { InvitationLister, type ListMode, type ListPosition } from './lister.ts';
 import { publishOrganizations } from './organizations.ts';
-import { silentProgress, type ProgressReporter } from './progress.ts';
+import { fullReporter, listingPhase, PHASES, type ProgressReporter } from './progress.ts';
 import type { SharedRateLimiter } from './rate-limiter.ts';
 
 export interface BackfillOptions {
@@ -73,9 +73,9 @@ export function pageStates(items: readonly InvitationJSON[], observedAt: number,
 export async function runBackfill(o: BackfillOptions): Promise<BackfillSummary> {
   const now = o.now ?? Date.now;
   const started = now();
-  const caller = new BapiCaller({ limiter: o.limiter, log: o.log, signal: o.signal, retryForMs: o.retryForMs, now, stats: o.stats && { stats: o.stats, caller: 'backfill' } });
+  const progress = fullReporter(o.progress);
+  const caller = runCaller({ ...o, now }, 'backfill', progress);
   const lister = new InvitationLister({ bapi: o.bapi, caller, log: o.log, pageSize: o.pageSize, concurrency: o.concurrency, signal: o.signal });
-  const progress = o.progress ?? silentProgress;
   const rows: RowCounts = { inserted: 0, updated: 0, unchanged: 0, stale: 0 };
   let pages = 0;
   let resumedFrom: ListPosition | undefined;
@@ -102,6 +102,7 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillSummary> 
     const startedAt = saved?.startedAt ?? started;
     if (resumedFrom) o.log.info({ mode: resumedFrom.mode, next: resumedFrom.next }, 'resuming the backfill where it stopped');
 
+    const onProgress = listingPhase(progress);
     await lister.run(
       resumedFrom,
       async (page, cursor) => {
@@ -112,14 +113,15 @@ export async function runBackfill(o: BackfillOptions): Promise<BackfillSummary> 
         for (const r of outcomes) rows[r]++;
         pages++;
       },
-      (p) => progress.update(p),
+      onProgress,
     );
-    progress.finish();
     // After the invitations, so that a resumed run needs its cursor only for them.
+    progress.phase(PHASES.organizations);
     const pass = await publishOrganizations({ bapi: o.bapi, caller, publisher: o.publisher, state: o.state, log: o.log, epoch, source: 'backfill', now });
     Object.assign(organizations, { listed: pass.listed, complete: pass.complete });
     const s = summary('completed');
     await o.state.writeRecords(epoch, { [RECORDS.backfillCursor]: undefined, [RECORDS.backfillLast]: { at: now(), startedAt, summary: s } }, { filled: true });
+    progress.finish();
     o.log.info({ ...s }, 'backfill completed');
     return s;
   } catch (err) {

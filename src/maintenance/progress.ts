@@ -1,31 +1,104 @@
 import type { Logger } from '../logger.ts';
 import type { ListProgress } from './lister.ts';
 
-/** Receives list progress; `finish` ends the display. */
+/** Counts of the current phase: `done` of `total` `unit`s (`total` unset: not known, no bar). */
+export interface Progress {
+  unit: string;
+  done: number;
+  total?: number;
+}
+
+/** A pause in which the run sends nothing. */
+export interface ProgressWait {
+  /** What it waits for, to follow "waiting 3 s for": "Clerk's rate limit". */
+  reason: string;
+  /** When it began (ms, the run's clock). */
+  since: number;
+  /** When it ends, when known (a 429's Retry-After, a retry's backoff). */
+  until?: number;
+}
+
+/**
+ * Receives a run's progress: its phases ("listing invitations", "checking one by one"), each
+ * one's counts, the waits in between, and the BAPI requests sent; `finish` ends the display.
+ */
 export interface ProgressReporter {
-  update(p: ListProgress): void;
+  /** A new phase begins; its counts, rate and ETA start over. */
+  phase?(name: string): void;
+  update(p: Progress): void;
+  /** The wait in progress (it replaces any earlier one); undefined: nothing waits any more. */
+  wait?(w: ProgressWait | undefined): void;
+  /** One BAPI request sent (shown for a phase without counts). */
+  request?(): void;
+  /** Ends the display. */
   finish(): void;
 }
 
-export const silentProgress: ProgressReporter = { update() {}, finish() {} };
+export const silentProgress: Required<ProgressReporter> = { phase() {}, update() {}, wait() {}, request() {}, finish() {} };
 
-/** Count, rate and ETA since the first update. */
-export class ProgressMath {
-  private first: { at: number; done: number } | undefined;
-  constructor(private readonly now: () => number = Date.now) {}
-
-  measure(p: ListProgress): { ratePerS: number; etaS: number | undefined; elapsedS: number } {
-    const at = this.now();
-    this.first ??= { at, done: p.done };
-    const elapsedS = (at - this.first.at) / 1000;
-    const ratePerS = elapsedS > 0 ? (p.done - this.first.done) / elapsedS : 0;
-    const etaS = ratePerS > 0 ? Math.max(0, (p.total - p.done) / ratePerS) : undefined;
-    return { ratePerS, etaS, elapsedS };
-  }
+/** `p` with every method (no-ops for those it lacks), `finish` called once at most. */
+export function fullReporter(p: ProgressReporter | undefined): Required<ProgressReporter> {
+  if (!p) return silentProgress;
+  let finished = false;
+  return {
+    phase: (name) => p.phase?.(name),
+    update: (x) => p.update(x),
+    wait: (w) => p.wait?.(w),
+    request: () => p.request?.(),
+    finish() {
+      if (finished) return;
+      finished = true;
+      p.finish();
+    },
+  };
 }
 
+/** Phase names of the lists, shared by backfill and reconciliation. */
+export const PHASES = {
+  invitations: 'listing invitations',
+  byOrganization: "listing each organization's invitations",
+  organizations: 'listing organizations',
+  scan: 'reading the shared state',
+  oneByOne: 'checking one by one',
+} as const;
+
+/**
+ * Starts the invitations' phase and returns the lister's progress callback: once the lister
+ * counts organizations (the instance-wide list answered 404), the phase says so.
+ */
+export function listingPhase(progress: Required<ProgressReporter>): (p: ListProgress) => void {
+  progress.phase(PHASES.invitations);
+  let byOrganization = false;
+  return (p) => {
+    if (p.unit === 'organizations' && !byOrganization) {
+      byOrganization = true;
+      progress.phase(PHASES.byOrganization);
+    }
+    progress.update(p);
+  };
+}
+
+/** Time and timers, injectable so that tests can move them. */
+export interface ProgressClock {
+  now(): number;
+  setInterval(fn: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+}
+
+export const systemClock: ProgressClock = {
+  now: () => Date.now(),
+  setInterval(fn, ms) {
+    const t = setInterval(fn, ms);
+    // A progress display never keeps a finished command alive.
+    t.unref();
+    return t;
+  },
+  clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
+};
+
+/** `m:ss` (or `h:mm:ss`); `--:--` when unknown. */
 export function formatDuration(s: number | undefined): string {
-  if (s === undefined || !Number.isFinite(s)) return '--:--';
+  if (s === undefined || !Number.isFinite(s) || s < 0) return '--:--';
   const t = Math.round(s);
   const h = Math.floor(t / 3600);
   const m = Math.floor((t % 3600) / 60);
@@ -36,49 +109,265 @@ export function formatDuration(s: number | undefined): string {
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
-/** One redrawn line on a terminal: `[#####-----] 45,000/100,000 invitations  12,345/s  ETA 0:04`. */
-export function ttyProgress(stream: NodeJS.WriteStream, { label = 'backfill', minIntervalMs = 100, now = Date.now } = {}): ProgressReporter {
-  const math = new ProgressMath(now);
-  let last = 0;
-  let line = '';
-  const draw = (p: ListProgress, force = false) => {
-    const { ratePerS, etaS } = math.measure(p);
-    const t = now();
-    if (!force && t - last < minIntervalMs) return;
-    last = t;
-    const width = 24;
-    const share = p.total > 0 ? Math.min(1, p.done / p.total) : 1;
-    const filled = Math.round(share * width);
-    line = `${label} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${fmt(p.done)}/${fmt(p.total)} ${p.unit}  ${fmt(ratePerS)}/s  ETA ${formatDuration(etaS)}`;
-    stream.write(`\r${line.padEnd((stream.columns || 100) - 1).slice(0, (stream.columns || 100) - 1)}`);
+/** Where one phase stands, as the display and the log lines show it. */
+export interface PhaseState {
+  /** The run's start (ms). */
+  startedAt: number;
+  phase: string | undefined;
+  progress: Progress | undefined;
+  /** The phase's first update: where its rate is measured from. */
+  first: { at: number; done: number } | undefined;
+  /** Requests sent in this phase. */
+  requests: number;
+  wait: ProgressWait | undefined;
+}
+
+/**
+ * Rate (since the phase's first update, waits included, so that it slows down while nothing
+ * arrives) and ETA: undefined until something was done, never 0 while work is left, and
+ * never before a known wait ends.
+ */
+export function estimate(s: PhaseState, at: number): { ratePerS: number | undefined; etaS: number | undefined } {
+  const p = s.progress;
+  if (!p || !s.first) return { ratePerS: undefined, etaS: undefined };
+  const elapsedS = (at - s.first.at) / 1000;
+  const ratePerS = elapsedS > 0 && p.done > s.first.done ? (p.done - s.first.done) / elapsedS : undefined;
+  if (p.total === undefined) return { ratePerS, etaS: undefined };
+  const left = p.total - p.done;
+  if (left <= 0) return { ratePerS, etaS: 0 };
+  if (ratePerS === undefined) return { ratePerS, etaS: undefined };
+  const waitS = s.wait?.until === undefined ? 0 : (s.wait.until - at) / 1000;
+  return { ratePerS, etaS: Math.max(1, Math.ceil(Math.max(left / ratePerS, waitS))) };
+}
+
+/** "waiting 3 s for Clerk's rate limit", or "waiting for the BAPI budget (BAPI_RATE_LIMIT), 4 s" when its end is not known. */
+export function waitText(w: ProgressWait, at: number): string {
+  if (w.until !== undefined) {
+    const left = Math.ceil((w.until - at) / 1000);
+    return left > 0 ? `waiting ${left} s for ${w.reason}` : `waiting for ${w.reason}`;
+  }
+  return `waiting for ${w.reason}, ${Math.max(0, Math.ceil((at - w.since) / 1000))} s`;
+}
+
+/** `12/40`, `1,500/3,000`, `12/200 organizations`, `12,000 rows`: the unit is left out when it is invitations (what every phase is about). */
+function counts(s: PhaseState): string {
+  const p = s.progress;
+  const unit = p && p.unit !== 'invitations' ? ` ${p.unit}` : '';
+  if (p && p.total !== undefined) return `${fmt(p.done)}/${fmt(p.total)}${unit}`;
+  if (p) return `${fmt(p.done)}${unit || ' invitations'}`;
+  if (s.requests > 0) return `${fmt(s.requests)} request${s.requests === 1 ? '' : 's'}`;
+  return '';
+}
+
+const BAR_MAX = 30;
+const BAR_MIN = 8;
+
+/**
+ * The progress line, at most `columns - 1` wide:
+ * `backfill 0:42  listing invitations 1,500/3,000 [########------]  ETA 0:40  37/s`, the rate
+ * replaced by the wait while one lasts, `done` for the ETA once nothing is left. The bar is
+ * full only when nothing is left; it shrinks (then goes) first when the line is too long.
+ */
+export function renderProgressLine(label: string, s: PhaseState, at: number, columns = 100): string {
+  const width = Math.max(20, columns - 1);
+  const { ratePerS, etaS } = estimate(s, at);
+  const p = s.progress;
+  const hasTotal = p !== undefined && p.total !== undefined;
+  const what = [s.phase, counts(s)].filter(Boolean).join(' ');
+  const head = `${label} ${formatDuration((at - s.startedAt) / 1000)}${what ? `  ${what}` : ''}`;
+  const tail = [
+    hasTotal ? (etaS === 0 ? 'done' : `ETA ${formatDuration(etaS)}`) : '',
+    s.wait ? waitText(s.wait, at) : ratePerS !== undefined ? `${fmt(ratePerS)}/s` : '',
+  ]
+    .filter(Boolean)
+    .join('  ');
+  let bar = '';
+  if (hasTotal) {
+    const barWidth = Math.min(BAR_MAX, width - head.length - tail.length - 5);
+    if (barWidth >= BAR_MIN) {
+      const share = p.total! > 0 ? Math.min(1, p.done / p.total!) : 1;
+      // Down, so that the last item left still shows an empty cell.
+      const filled = p.done >= p.total! ? barWidth : Math.min(barWidth - 1, Math.floor(share * barWidth));
+      bar = ` [${'#'.repeat(filled)}${'-'.repeat(barWidth - filled)}]`;
+    }
+  }
+  const line = `${head}${bar}${tail ? `  ${tail}` : ''}`;
+  return line.length > width ? line.slice(0, width) : line;
+}
+
+/** A terminal-like stream: the bar needs `write` and reads `columns` at each redraw. */
+export interface TtyStream {
+  write(chunk: string): unknown;
+  columns?: number;
+}
+
+export interface TtyProgress extends Required<ProgressReporter> {
+  /**
+   * Writes `text` (whole lines) above the bar, which is drawn again below it: what the
+   * logger writes through while a bar is shown.
+   */
+  print(text: string): void;
+}
+
+export interface TtyProgressOptions {
+  /** @defaultValue 'backfill' */
+  label?: string;
+  /** Redraw at least this often, whether or not anything happened (elapsed time, waits). @defaultValue 500 */
+  tickMs?: number;
+  /** Updates closer together than this wait for the next redraw. @defaultValue 100 */
+  minIntervalMs?: number;
+  clock?: ProgressClock;
+}
+
+/**
+ * One redrawn line at the bottom of a terminal. A timer redraws it every `tickMs`, so that
+ * elapsed time and a wait's countdown move while no item arrives. Each phase gets a line of
+ * its own: the finished one stays above the next. Log lines (`print`) go above the bar.
+ */
+export function ttyProgress(stream: TtyStream, { label = 'backfill', tickMs = 500, minIntervalMs = 100, clock = systemClock }: TtyProgressOptions = {}): TtyProgress {
+  const s: PhaseState = { startedAt: clock.now(), phase: undefined, progress: undefined, first: undefined, requests: 0, wait: undefined };
+  let shown = false;
+  let finished = false;
+  let lastDraw = -Infinity;
+  let timer: unknown;
+
+  const render = () => renderProgressLine(label, s, clock.now(), stream.columns || 100);
+  const draw = (force = true) => {
+    const t = clock.now();
+    if (!force && t - lastDraw < minIntervalMs) return;
+    lastDraw = t;
+    stream.write(`\r${render()}\x1b[K`);
+    shown = true;
   };
-  let lastProgress: ListProgress | undefined;
+  const start = () => {
+    if (finished) return false;
+    timer ??= clock.setInterval(() => draw(), tickMs);
+    return true;
+  };
+  /** Leaves the line as it stands and moves below it. */
+  const endLine = () => {
+    if (!shown) return;
+    draw();
+    stream.write('\n');
+    shown = false;
+  };
+
   return {
+    phase(name) {
+      if (!start()) return;
+      if (s.phase !== undefined || s.progress !== undefined) endLine();
+      Object.assign(s, { phase: name, progress: undefined, first: undefined, requests: 0 });
+      draw();
+    },
     update(p) {
-      lastProgress = p;
-      draw(p, p.done >= p.total);
+      if (!start()) return;
+      const firstOfPhase = s.first === undefined;
+      s.first ??= { at: clock.now(), done: p.done };
+      s.progress = { ...p };
+      draw(firstOfPhase || (p.total !== undefined && p.done >= p.total));
+    },
+    wait(w) {
+      if (!start()) return;
+      const changed = (w === undefined) !== (s.wait === undefined) || w?.reason !== s.wait?.reason;
+      s.wait = w;
+      if (changed) draw();
+    },
+    request() {
+      if (!start()) return;
+      s.requests++;
+      draw(false);
     },
     finish() {
-      if (lastProgress) draw(lastProgress, true);
-      if (line) stream.write('\n');
+      if (finished) return;
+      finished = true;
+      if (timer !== undefined) clock.clearInterval(timer);
+      s.wait = undefined;
+      endLine();
+    },
+    print(text) {
+      const lines = text.endsWith('\n') ? text : `${text}\n`;
+      if (!shown) {
+        stream.write(lines);
+        return;
+      }
+      // One write: clear the bar, the text, the bar again below it.
+      stream.write(`\r\x1b[2K${lines}${render()}\x1b[K`);
+      lastDraw = clock.now();
     },
   };
 }
 
-/** Without a terminal: one plain log line every `everyMs`. */
-export function logProgress(log: Logger, { label = 'backfill', everyMs = 5000, now = Date.now } = {}): ProgressReporter {
-  const math = new ProgressMath(now);
-  let last = now();
+export interface LogProgressOptions {
+  /** @defaultValue 'backfill' */
+  label?: string;
+  /** At most one line this often, and at least one while something is going on. @defaultValue 5000 */
+  everyMs?: number;
+  clock?: ProgressClock;
+}
+
+/**
+ * Without a terminal: a line at each phase, and one every `everyMs` while it lasts (a timer
+ * writes it when no item arrives, say during a long wait), with the wait's reason.
+ */
+export function logProgress(log: Logger, { label = 'backfill', everyMs = 5000, clock = systemClock }: LogProgressOptions = {}): Required<ProgressReporter> {
+  const s: PhaseState = { startedAt: clock.now(), phase: undefined, progress: undefined, first: undefined, requests: 0, wait: undefined };
+  let last = clock.now();
+  let timer: unknown;
+  let finished = false;
+
+  const line = () => {
+    const t = clock.now();
+    last = t;
+    const m = estimate(s, t);
+    const p = s.progress;
+    const parts = [
+      counts(s),
+      m.ratePerS === undefined ? '' : `${fmt(m.ratePerS)}/s`,
+      p?.total === undefined ? '' : `ETA ${formatDuration(m.etaS)}`,
+      s.wait ? waitText(s.wait, t) : '',
+    ].filter(Boolean);
+    log.info(
+      {
+        phase: s.phase,
+        ...(p ? { done: p.done, total: p.total, unit: p.unit } : { requests: s.requests }),
+        ratePerS: m.ratePerS === undefined ? undefined : Math.round(m.ratePerS),
+        etaS: m.etaS,
+        waitingFor: s.wait?.reason,
+      },
+      `${label}: ${s.phase ?? 'running'}${parts.length ? `, ${parts.join(', ')}` : ''}`,
+    );
+  };
+  const start = () => {
+    if (finished) return false;
+    timer ??= clock.setInterval(() => {
+      if (clock.now() - last >= everyMs) line();
+    }, everyMs);
+    return true;
+  };
+
   return {
-    update(p) {
-      const m = math.measure(p);
-      if (now() - last < everyMs) return;
-      last = now();
-      log.info(
-        { done: p.done, total: p.total, unit: p.unit, ratePerS: Math.round(m.ratePerS), etaS: m.etaS === undefined ? undefined : Math.round(m.etaS) },
-        `${label}: ${fmt(p.done)}/${fmt(p.total)} ${p.unit}, ${fmt(m.ratePerS)}/s, ETA ${formatDuration(m.etaS)}`,
-      );
+    phase(name) {
+      if (!start()) return;
+      Object.assign(s, { phase: name, progress: undefined, first: undefined, requests: 0 });
+      last = clock.now();
+      log.info({ phase: name }, `${label}: ${name}`);
     },
-    finish() {},
+    update(p) {
+      if (!start()) return;
+      s.first ??= { at: clock.now(), done: p.done };
+      s.progress = { ...p };
+      if (clock.now() - last >= everyMs) line();
+    },
+    wait(w) {
+      if (start()) s.wait = w;
+    },
+    request() {
+      if (start()) s.requests++;
+    },
+    finish() {
+      if (finished) return;
+      finished = true;
+      if (timer !== undefined) clock.clearInterval(timer);
+    },
   };
 }

@@ -6,11 +6,11 @@ import type { PipelineStats } from '../stats.ts';
 import type { StoredState } from '../state/codec.ts';
 import type { InvitationState, PublishOutcome, StatePublisher } from '../state/publisher.ts';
 import { RECORDS, type SharedState } from '../state/shared-state.ts';
-import { BapiCaller } from './bapi-call.ts';
+import { runCaller } from './bapi-call.ts';
 import { pageStates } from './backfill.ts';
 import { InvitationLister, type ListMode } from './lister.ts';
 import { publishOrganizations, type OrganizationPassReport } from './organizations.ts';
-import { silentProgress, type ProgressReporter } from './progress.ts';
+import { fullReporter, listingPhase, PHASES, type ProgressReporter } from './progress.ts';
 import type { SharedRateLimiter } from './rate-limiter.ts';
 
 export const DRIFT_KINDS = ['missing', 'outdated', 'content', 'expired', 'gone'] as const;
@@ -96,7 +96,8 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileReport
   const started = now();
   const dryRun = o.dryRun ?? false;
   const maxAgeMs = o.maxAgeMs ?? 86_400_000;
-  const caller = new BapiCaller({ limiter: o.limiter, log: o.log, signal: o.signal, retryForMs: o.retryForMs, now, stats: o.stats && { stats: o.stats, caller: 'reconcile' } });
+  const progress = fullReporter(o.progress);
+  const caller = runCaller({ ...o, now }, 'reconcile', progress);
   const drift = Object.fromEntries(DRIFT_KINDS.map((k) => [k, { found: 0, repaired: 0 }])) as ReconcileReport['drift'];
   const seen = new Set<string>();
   let listed = 0;
@@ -135,6 +136,7 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileReport
     let listComplete = false;
     if (o.lists ?? true) {
       const lister = new InvitationLister({ bapi: o.bapi, caller, log: o.log, pageSize: o.pageSize, concurrency: o.concurrency, signal: o.signal });
+      const onProgress = listingPhase(progress);
       await lister.run(
         undefined,
         async (page) => {
@@ -142,11 +144,11 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileReport
           listed += page.items.length;
           await apply(pageStates(page.items, page.receivedAt, 'reconcile'));
         },
-        (p) => (o.progress ?? silentProgress).update(p),
+        onProgress,
       );
-      (o.progress ?? silentProgress).finish();
       mode = lister.mode;
       listComplete = true;
+      progress.phase(PHASES.organizations);
       const pass = await publishOrganizations({ bapi: o.bapi, caller, publisher: o.publisher, state: o.state, log: o.log, epoch, source: 'reconcile', dryRun, confirmUnlisted: true, now });
       organizations = { listed: pass.listed, missing: pass.missing, gone: pass.gone };
     } else {
@@ -161,8 +163,16 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileReport
       !seen.has(s.id) &&
       (listComplete || (s.fields.status === 'pending' && s.fields.expiresAt !== null && s.fields.expiresAt <= t) || s.confirmedAt < t - maxAgeMs);
     const candidates: StoredState[] = [];
-    for await (const batch of o.state.scan()) for (const s of batch) if (suspicious(s)) candidates.push(s);
+    progress.phase(PHASES.scan);
+    let scanned = 0;
+    for await (const batch of o.state.scan()) {
+      for (const s of batch) if (suspicious(s)) candidates.push(s);
+      progress.update({ unit: 'rows', done: (scanned += batch.length) });
+    }
 
+    progress.phase(PHASES.oneByOne);
+    let checked = 0;
+    progress.update({ unit: 'invitations', done: 0, total: candidates.length });
     await pool(Math.max(1, o.concurrency ?? 4), candidates, async (row) => {
       refetched++;
       let state: InvitationState;
@@ -174,13 +184,16 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileReport
         state = { kind: 'gone', id: row.id, organizationId: row.fields.organizationId, knownUpdatedAt: row.updatedAt, observedAt: now(), source: 'reconcile' };
       }
       await apply([state]);
+      progress.update({ unit: 'invitations', done: ++checked, total: candidates.length });
     });
 
     const r = report('completed');
     if (!dryRun) await o.state.writeRecords(epoch, { [RECORDS.reconcileLast]: { at: now(), report: r } satisfies LastReconcile }, { filled: listComplete });
+    progress.finish();
     o.log.info({ ...r }, dryRun ? 'reconciliation dry run: nothing written' : 'reconciliation completed');
     return r;
   } catch (err) {
+    progress.finish();
     const aborted = o.signal?.aborted ?? false;
     const r = report(aborted ? 'interrupted' : 'failed', aborted ? undefined : (err as Error).message);
     o.log[aborted ? 'warn' : 'error']({ ...r }, aborted ? 'reconciliation interrupted' : 'reconciliation failed');
