@@ -257,6 +257,7 @@ describe('operations endpoints', () => {
     expect(value(/^clerk_mirror_replica_entries_behind (\d+)$/m)).toBe(0);
     expect(value(/^clerk_mirror_replica_seconds_behind (\d+)$/m)).toBe(0);
     expect(value(/^clerk_mirror_replica_seq (\d+)$/m)).toBe(status.seq);
+    expect(value(/^clerk_mirror_replica_bootstraps_total (\d+)$/m)).toBe(status.bootstraps);
     expect(value(/^clerk_mirror_replica_applied_total (\d+)$/m)).toBe(h.service.stats.replica.applied);
     expect(h.service.stats.replica.applied).toBeGreaterThanOrEqual(truth.length);
     expect(value(/^clerk_mirror_replica_lag_seconds_count (\d+)$/m)).toBeGreaterThan(0);

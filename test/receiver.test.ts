@@ -1,7 +1,10 @@
+import { killOwnRedises, ownRedis } from './helpers/own-redis.ts';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
 import { startService } from '../src/service.ts';
+import { mirrorKeys } from '../src/state/keys.ts';
 import { fixture, tempDir } from './helpers/fixtures.ts';
 import { SECRET_KEY, SIGNING_SECRET, signed, startHarness, type Harness } from './helpers/pipeline.ts';
 
@@ -72,6 +75,37 @@ describe('POST /webhooks/clerk accepts', () => {
     await h.queue.obliterate({ force: true });
   });
 
+  it('a signed invitation event whose updated_at lies more than 5 min past our clock, queued without that version and counted', async () => {
+    const data = accepted.data as Record<string, unknown>;
+    const redis = new Redis(h.service.redisUrl!);
+    try {
+      const futures = [9_999_999_999_999, Date.now() + 24 * 3600_000];
+      for (const [i, updatedAt] of futures.entries()) {
+        const s = signed({ ...accepted, data: { ...data, id: `orginv_2future${i}`, updated_at: updatedAt } });
+        expect((await post(s.body, s.headers)).statusCode).toBe(200);
+      }
+      // Within the clock skew: a version like any other.
+      const skewed = Date.now() + 60_000;
+      const s = signed({ ...accepted, data: { ...data, id: 'orginv_2skewed', updated_at: skewed } });
+      expect((await post(s.body, s.headers)).statusCode).toBe(200);
+
+      const jobs = new Map((await h.queue.getJobs(['delayed', 'waiting'])).map((j) => [j.data.invitationId as string, j.data as Record<string, unknown>]));
+      for (const i of futures.keys()) {
+        expect(jobs.get(`orginv_2future${i}`)).toMatchObject({ organizationId: data.organization_id, reason: 'organizationInvitation.accepted' });
+        expect(jobs.get(`orginv_2future${i}`)).not.toHaveProperty('eventUpdatedAt');
+        // Nothing announced: later events of it are neither held back nor made to fetch.
+        expect(await redis.get(mirrorKeys().announced(`orginv_2future${i}`))).toBeNull();
+      }
+      expect(jobs.get('orginv_2skewed')).toMatchObject({ eventUpdatedAt: skewed });
+      expect(await redis.get(mirrorKeys().announced('orginv_2skewed'))).toBe(String(skewed));
+      expect(h.service.stats.suspectEvents.futureUpdatedAt).toBe(2);
+      expect(h.logs()).toMatch(/updated_at lies more than 5 min past our clock/);
+    } finally {
+      await redis.quit();
+      await h.queue.obliterate({ force: true });
+    }
+  });
+
   it.each(['user.created', 'session.created', 'organizationDomain.created', 'organizationMembership.created', 'constructor', '__proto__'])(
     'a %s event with 200, without enqueuing',
     async (type) => {
@@ -85,17 +119,20 @@ describe('POST /webhooks/clerk accepts', () => {
 });
 
 describe('when Redis is unavailable', () => {
-  it('answers 503 so that Svix retries', async () => {
+  it('answers 503 so that Svix retries, and /readyz names Redis', async () => {
     const log = createLogger({ level: 'silent' });
+    const { url, server } = await ownRedis(tmp.path);
     const config = loadConfig({
       CLERK_SECRET_KEY: SECRET_KEY,
       CLERK_WEBHOOK_SIGNING_SECRET: SIGNING_SECRET,
-      REDIS_URL: 'redis://127.0.0.1:1',
+      REDIS_URL: url,
       MIRROR_DB_PATH: `${tmp.path}/down.db`,
       PORT: '0',
     });
     const service = await startService({ config, log, roles: ['receiver'] });
     try {
+      server.kill('SIGKILL');
+      await new Promise((r) => server.once('exit', r));
       const s = signed(accepted);
       const res = await service.app.inject({ method: 'POST', url: '/webhooks/clerk', headers: s.headers, payload: s.body });
       expect(res.statusCode).toBe(503);
@@ -105,6 +142,18 @@ describe('when Redis is unavailable', () => {
       expect((await service.app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
     } finally {
       await service.stop();
+      killOwnRedises();
     }
+  });
+
+  it('does not start when Redis never answers: it says so after REDIS_CONNECT_TIMEOUT_MS', async () => {
+    const config = loadConfig({
+      CLERK_WEBHOOK_SIGNING_SECRET: SIGNING_SECRET,
+      REDIS_URL: 'redis://127.0.0.1:1',
+      REDIS_CONNECT_TIMEOUT_MS: '300',
+      MIRROR_DB_PATH: `${tmp.path}/never.db`,
+      PORT: '0',
+    });
+    await expect(startService({ config, log: createLogger({ level: 'silent' }), roles: ['receiver'] })).rejects.toThrow(/cannot reach Redis at redis:\/\/127\.0\.0\.1:1 within 300 ms/);
   });
 });

@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
@@ -6,7 +6,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAINTENANCE_QUEUE } from '../src/maintenance/jobs.ts';
 import { QUEUE_PREFIX } from '../src/queue/names.ts';
-import { freePort, redisServerArgs } from '../src/redis/managed.ts';
+import { freePort } from '../src/redis/managed.ts';
+import { killOwnRedises, ownRedis } from './helpers/own-redis.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
 import { killAllChildren, spawnCli, type CliProcess } from './helpers/child.ts';
 import { tempDir, waitUntil } from './helpers/fixtures.ts';
@@ -20,7 +21,6 @@ const SLACK_MS = 3000;
 const tmp = tempDir();
 let sim: Simulator;
 let redisUrl: string;
-const servers: ChildProcess[] = [];
 
 beforeAll(async () => {
   redisUrl = await isolatedRedisUrl(19);
@@ -28,7 +28,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   killAllChildren();
-  for (const s of servers) s.kill('SIGKILL');
+  killOwnRedises();
   await sim?.close();
   tmp.cleanup();
 });
@@ -54,30 +54,9 @@ async function exitWithinDeadline(p: CliProcess): Promise<number | string> {
   return outcome;
 }
 
-/** A redis-server of this test's own, to kill under a running service. */
-async function ownRedis(): Promise<{ url: string; server: ChildProcess }> {
-  const port = await freePort();
-  const server = spawn('redis-server', redisServerArgs({ port, dir: tmp.path, appendfsync: false }), { stdio: 'ignore' });
-  servers.push(server);
-  const url = `redis://127.0.0.1:${port}`;
-  await waitUntil(async () => {
-    const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-    r.on('error', () => {});
-    try {
-      await r.connect();
-      return (await r.ping()) === 'PONG';
-    } catch {
-      return false;
-    } finally {
-      r.disconnect();
-    }
-  }, 'the test redis-server');
-  return { url, server };
-}
-
 describe('shutdown within its deadline', () => {
   it('with Redis gone while running', async () => {
-    const { url: ownUrl, server } = await ownRedis();
+    const { url: ownUrl, server } = await ownRedis(tmp.path);
     const p = start({ ...credentials, CLERK_API_URL: sim.url, REDIS_URL: ownUrl, MIRROR_DB_PATH: join(tmp.path, 'gone/mirror.db') });
     const url = await startedUrl(p);
     await waitUntil(async () => (await fetch(`${url}/readyz`)).status === 200, 'readiness');

@@ -342,7 +342,16 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
     );
     gauge('replica_state_filled', '1 when the shared state has had a complete pass over Clerk\'s lists (backfill or reconciliation).', (s) => (s.filled ? 1 : 0));
     gauge('replica_seq', 'Sequence number of the last change this replica applied.', (s) => s.seq);
-    gauge('replica_bootstraps', 'Snapshot loads by this replica since the process started.', (s) => s.bootstraps);
+    new Counter({
+      name: `${PREFIX}replica_bootstraps_total`,
+      help: 'Snapshot loads by this replica since the process started.',
+      registers,
+      async collect() {
+        this.reset();
+        const s = await read();
+        if (s) this.inc(s.bootstraps);
+      },
+    });
     countOf('replica_applied_total', 'Changes this replica applied from the change stream.', () => stats.replica.applied);
   }
 
