@@ -148,13 +148,16 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** The fsync policy of the private redis-server, and of the reliability scenarios that test it. */
+export const MANAGED_APPENDFSYNC: 'always' | 'everysec' = 'always';
+
 /**
  * Arguments of a private redis-server: loopback only, no RDB snapshots, `noeviction` (an
  * evicted job is a lost event) and, unless `appendfsync` is false, AOF with that policy:
  * `always` by default, since a 2xx to Svix promises the job survives a crash (with
  * `everysec` up to a second of acknowledged jobs is lost; RELIABILITY.md, BENCHMARKS.md).
  */
-export function redisServerArgs({ port, dir, appendfsync = 'always' }: { port: number; dir: string; appendfsync?: 'everysec' | 'always' | false }): string[] {
+export function redisServerArgs({ port, dir, appendfsync = MANAGED_APPENDFSYNC }: { port: number; dir: string; appendfsync?: 'everysec' | 'always' | false }): string[] {
   const aof = appendfsync === false ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', appendfsync];
   return ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...aof, '--save', '', '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes'];
 }
