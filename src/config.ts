@@ -113,6 +113,8 @@ export const envSchema = z.object({
     z.preprocess((v) => (typeof v === 'string' ? v.toLowerCase() : v), z.enum(LOG_FORMATS, { error: `expected one of ${LOG_FORMATS.join(', ')}` })),
     'auto',
   ),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: withDefault(atLeastMs('an idle time', 1000), 10_000),
+  HTTP_MAX_CONNECTIONS: optional(positiveInt('a whole number of open HTTP connections')),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -144,6 +146,13 @@ export interface Config {
   readonly readThrough: { readonly maxPerWindow: number } | undefined;
   readonly mirrorDbPath: string;
   readonly http: { readonly port: number; readonly host: string };
+  /** Connection limits of the HTTP server (the fixed timeouts are in http/app.ts). */
+  readonly httpLimits: {
+    /** An idle keep-alive connection is closed after this. */
+    readonly keepAliveTimeoutMs: number;
+    /** Connections beyond this are closed at once; undefined: derived from the descriptor limit (http/app.ts). */
+    readonly maxConnections: number | undefined;
+  };
   readonly mirrorApiKey: string | undefined;
   /** Bearer of the dashboard's write actions (retry, clean, delete); without it the dashboard is read-only. */
   readonly adminKey: string | undefined;
@@ -212,6 +221,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: { r
     readThrough: e.READ_THROUGH === '1' ? { maxPerWindow: e.READ_THROUGH_LIMIT ?? Math.max(1, Math.floor((e.BAPI_RATE_LIMIT ?? defaultRateLimit(e.CLERK_SECRET_KEY)) / 10)) } : undefined,
     mirrorDbPath: e.MIRROR_DB_PATH,
     http: { port: e.PORT, host: e.HOST },
+    httpLimits: { keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS, maxConnections: e.HTTP_MAX_CONNECTIONS },
     mirrorApiKey: e.MIRROR_API_KEY,
     adminKey: e.MIRROR_ADMIN_KEY,
     logLevel: e.LOG_LEVEL,
@@ -248,6 +258,8 @@ export const envDescriptions: Record<EnvName, string> = {
   SHUTDOWN_TIMEOUT_MS: 'after SIGTERM or SIGINT the process exits within this, in ms, at least 1000 (default 15000); active jobs get all but the last 3 s of it',
   REDIS_CONNECT_TIMEOUT_MS: 'how long start-up waits for Redis before exiting with one line, in ms, at least 100 (default 15000)',
   LOG_FORMAT: 'auto (default: readable lines on a terminal, JSON lines otherwise), json or pretty (any case)',
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: 'an idle keep-alive HTTP connection is closed after this, in ms, at least 1000 (default 10000); behind a load balancer that reuses connections, set it above the balancer\'s idle timeout',
+  HTTP_MAX_CONNECTIONS: 'open HTTP connections at most; more are closed at once (default: the open-file limit minus 256, kept for Redis, SQLite and BAPI)',
 };
 
 function describe(name: EnvName): string {

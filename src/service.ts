@@ -10,13 +10,14 @@ import type { Logger } from './logger.ts';
 import { MAINTENANCE_QUEUE, startMaintenance, type Maintenance } from './maintenance/jobs.ts';
 import { lastReconcileAt } from './maintenance/reconcile.ts';
 import { MirrorReader } from './mirror/lookup.ts';
-import { isMigrated, migrateMirror } from './mirror/migrate.ts';
+import { migrateMirror, mirrorReadiness } from './mirror/migrate.ts';
 import { openMirrorDb, type MirrorConnection } from './mirror/open.ts';
 import type { SyncJobData } from './queue/job.ts';
 import { SyncQueue } from './queue/sync-queue.ts';
 import { Closers } from './lifecycle/closers.ts';
 import { closeRedis, connectRedis, type Redis } from './redis/connection.ts';
 import { waitForRedis } from './redis/wait.ts';
+import { checkRedisServer, EvictionPolicyWatch, redisWritable, writeProbeKey } from './redis/server-checks.ts';
 import { warnIfNotDurable } from './redis/durability.ts';
 import { ManagedRedis } from './redis/managed.ts';
 import { managedRedisDir } from './redis/resolve.ts';
@@ -100,8 +101,9 @@ export async function startService(o: ServiceOptions): Promise<Service> {
       // The replica owns the file; an api role without one reads a file another process keeps.
       const m = openMirrorDb({ path: config.mirrorDbPath, readonly: !has('replica') });
       mirror = m;
+      if (m.snapshot) log.warn({ path: m.path }, 'the mirror is on a read-only filesystem without its -shm file: serving a copy read into memory, read again when the file changes');
       closers.add('mirror database', () => {
-        m.sqlite.close();
+        m.close();
       });
       if (has('replica')) {
         const { applied } = migrateMirror(m);
@@ -131,7 +133,11 @@ export async function startService(o: ServiceOptions): Promise<Service> {
         log.info({ redisUrl }, 'started a private redis-server (set REDIS_URL to use your own)');
       }
       // Receivers and workers need Redis to do anything; a replica serves its file without it.
-      if (has('receiver') || has('worker')) await waitForRedis(redisUrl, { timeoutMs: config.redisConnectTimeoutMs, signal, log });
+      if (has('receiver') || has('worker')) {
+        await waitForRedis(redisUrl, { timeoutMs: config.redisConnectTimeoutMs, signal, log });
+        // A Cluster node or an evicting Redis: one line now, not MOVED or lost jobs later.
+        await checkRedisServer(redisUrl, { log });
+      }
       signal?.throwIfAborted();
       if (has('receiver')) void warnIfNotDurable(redisUrl, log);
       const connect = (failFast: boolean) => {
@@ -211,6 +217,8 @@ export async function startService(o: ServiceOptions): Promise<Service> {
           keys,
           log,
           onApplied: (applied, at) => stats.replicaApplied(applied.changes, applied.receivedAt.map((r) => at - r)),
+          onWriteFailure: (code) => stats.replicaWriteFailed(code),
+          onReopen: (change) => stats.replicaFileReopened(change),
         });
         replica = r;
         r.start();
@@ -220,11 +228,21 @@ export async function startService(o: ServiceOptions): Promise<Service> {
 
     const readiness: Record<string, ReadinessCheck> = {};
     if (connections.length) {
-      readiness.redis = async () => ((await connections[0]!.ping()) === 'PONG' ? true : 'unexpected PING answer');
+      const c = connections[0]!;
+      // Receivers and workers write: a replica, a full or an evicting Redis fails them, whatever PING says.
+      const policy = has('receiver') || has('worker') ? new EvictionPolicyWatch(c, log) : undefined;
+      readiness.redis = policy
+        ? async () => {
+            const writable = await redisWritable(c, writeProbeKey(keys));
+            return writable === true ? policy.readiness() : writable;
+          }
+        : async () => ((await c.ping()) === 'PONG' ? true : 'unexpected PING answer');
     }
+    if (maintenance) readiness.reconciliation = maintenance.readiness;
     if (mirror) {
       const m = mirror;
-      readiness.mirror = async () => (m.sqlite.open ? (isMigrated(m) ? true : 'migrations not applied') : 'database closed');
+      // A real read through the connection, and the path still names the open file (mirror/migrate.ts).
+      readiness.mirror = async () => mirrorReadiness(m);
     }
     if (replica) {
       const r = replica;
@@ -263,6 +281,7 @@ export async function startService(o: ServiceOptions): Promise<Service> {
       api: has('api') && reader ? { reader, keys: apiKeys!, readThrough } : undefined,
       metrics: { metrics, keys: apiKeys },
       dashboard: queue && apiKeys ? { queues: [queue.queue, maintenanceQueue(maintenance)], keys: apiKeys, adminKeys: config.adminKey ? [config.adminKey] : [] } : undefined,
+      http: { keepAliveTimeoutMs: config.httpLimits.keepAliveTimeoutMs, ...(config.httpLimits.maxConnections ? { maxConnections: config.httpLimits.maxConnections } : {}) },
     });
     // Closed first on stop: no new webhooks while the rest winds down.
     closers.add('http server', () => app.close());

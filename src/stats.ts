@@ -50,8 +50,23 @@ export class PipelineStats {
   readonly writes = { inserted: 0, updated: 0, unchanged: 0, stale: 0, tombstoned: 0 };
   /** Fetches that answered an older state than the webhook announced: fetched again, or published as they were once the wait was over. */
   readonly staleReads = { retried: 0, settled: 0 };
+  /**
+   * Signed events whose claims the pipeline did not take (a Clerk bug or a leaked signing
+   * secret): an `updated_at` beyond our clock plus MAX_EVENT_CLOCK_SKEW_MS, taken as no version
+   * (the receiver); a 404 under the organization an event named while the shared state holds
+   * the invitation under another, not tombstoned (the worker).
+   */
+  readonly suspectEvents = { futureUpdatedAt: 0, otherOrganization: 0 };
   /** Changes this process's replica applied. */
   readonly replica = { applied: 0 };
+  /**
+   * Writes of this process's replica to its SQLite file that failed and are retried (the
+   * position does not move past them), by SQLite's primary code: SQLITE_FULL, SQLITE_IOERR,
+   * SQLITE_BUSY, SQLITE_READONLY, SQLITE_CORRUPT…
+   */
+  readonly replicaWriteFailures = new Map<string, number>();
+  /** Times this process's replica opened its file again because it was `deleted` or `replaced` under it. */
+  readonly replicaFileReopens = new Map<string, number>();
   /** BAPI requests by `caller|status` (status: the HTTP status or error kind). */
   readonly bapi = new Map<string, number>();
   /** Read API answers by `route|status`. */
@@ -149,6 +164,14 @@ export class PipelineStats {
       this.replicaLags.add(ms);
       for (const o of this.observers) o.replicaLag?.(ms);
     }
+  }
+
+  replicaWriteFailed(code: string): void {
+    this.replicaWriteFailures.set(code, (this.replicaWriteFailures.get(code) ?? 0) + 1);
+  }
+
+  replicaFileReopened(change: string): void {
+    this.replicaFileReopens.set(change, (this.replicaFileReopens.get(change) ?? 0) + 1);
   }
 
   replicaLagPercentile(p: number): number | undefined {

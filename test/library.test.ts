@@ -5,6 +5,11 @@ import { createMirror, getOrganizationInvitation, type Mirror } from '../src/ind
 import { ReplicaWriter } from '../src/replica/writer.ts';
 import { storedStateOf } from '../src/state/codec.ts';
 import { openMirrorDb } from '../src/mirror/open.ts';
+import { expectedMigrations } from '../src/mirror/migrate.ts';
+import { packageVersion } from '../src/clerk/client.ts';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { invitation, tempDir } from './helpers/fixtures.ts';
 import { seedMirror } from './helpers/mirror.ts';
 
@@ -134,6 +139,27 @@ describe('createMirror().getOrganizationInvitationList', () => {
 describe('opening', () => {
   it('refuses a read-only open of a file that does not exist, naming the fix', () => {
     expect(() => createMirror({ path: `${tmp.path}/missing.db`, readonly: true })).toThrow(/clerk-invitation-mirror migrate/);
+  });
+
+  it('names the file and what to do when it is not a database, a directory, or written by a newer version', () => {
+    const garbage = join(tmp.path, 'garbage.db');
+    writeFileSync(garbage, Buffer.alloc(8192, 7));
+    const dir = join(tmp.path, 'a-directory');
+    mkdirSync(dir);
+    const newer = seedMirror(tmp.path, 'newer.db', []);
+    const db = new Database(newer);
+    db.prepare('INSERT INTO __drizzle_migrations (hash, created_at) VALUES (?, ?)').run('from-a-later-version', 4_102_444_800_000);
+    db.close();
+    const n = expectedMigrations();
+    for (const readonly of [false, true]) {
+      expect(() => createMirror({ path: garbage, readonly })).toThrow(`${garbage} is not a SQLite database: move it away or point MIRROR_DB_PATH elsewhere`);
+      expect(() => createMirror({ path: dir, readonly })).toThrow(`${dir} is a directory, not a SQLite file: point MIRROR_DB_PATH at a file (e.g. ${join(dir, 'mirror.db')})`);
+      expect(() => createMirror({ path: newer, readonly })).toThrow(
+        `${newer} was written by a newer version of clerk-invitation-mirror: its schema has ${n + 1} migration(s), 1 of which this version (${packageVersion()}, ${n} migrations, up to `,
+      );
+    }
+    // Refused before anything was applied or changed.
+    expect(readFileSync(garbage)).toEqual(Buffer.alloc(8192, 7));
   });
 
   it('a writable open creates and migrates the file', async () => {

@@ -258,6 +258,11 @@ describe('operations endpoints', () => {
     expect(value(/^clerk_mirror_replica_seconds_behind (\d+)$/m)).toBe(0);
     expect(value(/^clerk_mirror_replica_seq (\d+)$/m)).toBe(status.seq);
     expect(value(/^clerk_mirror_replica_bootstraps_total (\d+)$/m)).toBe(status.bootstraps);
+    // What the pipeline refused to believe, and what the replica failed to write, read from the stats.
+    expect(value(/^clerk_mirror_suspect_events_total\{kind="future_updated_at"\} (\d+)$/m)).toBe(h.service.stats.suspectEvents.futureUpdatedAt);
+    expect(value(/^clerk_mirror_suspect_events_total\{kind="other_organization"\} (\d+)$/m)).toBe(h.service.stats.suspectEvents.otherOrganization);
+    expect(text).toMatch(/^# TYPE clerk_mirror_replica_write_failures_total counter$/m);
+    expect(text).toMatch(/^# TYPE clerk_mirror_replica_file_reopens_total counter$/m);
     expect(value(/^clerk_mirror_replica_applied_total (\d+)$/m)).toBe(h.service.stats.replica.applied);
     expect(h.service.stats.replica.applied).toBeGreaterThanOrEqual(truth.length);
     expect(value(/^clerk_mirror_replica_lag_seconds_count (\d+)$/m)).toBeGreaterThan(0);

@@ -16,7 +16,8 @@ import { invitation, tempDir, waitUntil } from './helpers/fixtures.ts';
 import { isolatedKeys, testRedis } from './helpers/state.ts';
 import { freePort } from '../src/redis/managed.ts';
 import { inject } from 'vitest';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import Database from 'better-sqlite3';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
@@ -42,8 +43,8 @@ function file(name: string): MirrorConnection {
   return conn;
 }
 
-function replicaOf(conn: MirrorConnection, keys: MirrorKeys, opts: { blockMs?: number } = {}): Replica {
-  const r = new Replica({ redis, blocking: testRedis(), conn, keys, log, blockMs: opts.blockMs ?? 200, metaEveryMs: 200 });
+function replicaOf(conn: MirrorConnection, keys: MirrorKeys, opts: { blockMs?: number; fileCheckMs?: number } = {}): Replica {
+  const r = new Replica({ redis, blocking: testRedis(), conn, keys, log, blockMs: opts.blockMs ?? 200, metaEveryMs: 200, fileCheckMs: opts.fileCheckMs });
   closers.push(() => r.close());
   r.start();
   return r;
@@ -204,6 +205,114 @@ describe('replica', () => {
   });
 });
 
+describe('the file under a replica', () => {
+  const onDisk = async (path: string, state: SharedState) => {
+    const c = openMirrorDb({ path, readonly: true, watchMs: 0 });
+    try {
+      return isEqualReport(await verifyReplica(c, state));
+    } finally {
+      c.close();
+    }
+  };
+
+  it('replaced by a backup (rename): reopens it and catches up from its position; deleted: recreates it and loads the snapshot', async () => {
+    const { keys, publisher, state, equal } = rig('reopen');
+    await publisher.publish(Array.from({ length: 40 }, (_, i) => present(`orginv_re${i}`, 1)));
+    await fill(state);
+    const conn = file('reopen.db');
+    const r = replicaOf(conn, keys, { fileCheckMs: 100 });
+    await r.caughtUp;
+    const lookup = mirrorOver(conn);
+    const backup = join(tmp.path, 'reopen-backup.db');
+    conn.sqlite.exec(`VACUUM INTO '${backup}'`);
+    await publisher.publish(Array.from({ length: 20 }, (_, i) => present(`orginv_re${i}`, 2, { status: 'accepted' })));
+    await waitUntil(() => equal(conn), 'the replica to apply the changes after the backup');
+
+    renameSync(backup, conn.path);
+    // The rows after the backup come back from the stream, into the file now at the path.
+    await waitUntil(async () => (await r.status()).reopens === 1 && (await onDisk(conn.path, state)), 'the replica to reopen the restored file and catch up');
+    expect((await r.status()).bootstraps).toBe(1);
+    expect((await lookup.getOrganizationInvitation({ organizationId: invitation().organization_id, invitationId: 'orginv_re3' })).status).toBe('accepted');
+    expect(lines.join('')).toMatch(/reopen\.db was replaced while the replica had it open/);
+
+    await publisher.publish([present('orginv_re_after', 1)]);
+    await waitUntil(() => onDisk(conn.path, state), 'a change after the reopen to reach the file on disk');
+
+    unlinkSync(conn.path);
+    await waitUntil(async () => (await r.status()).reopens === 2 && (await onDisk(conn.path, state)), 'the replica to recreate the file and load the snapshot');
+    expect(await r.status()).toMatchObject({ state: 'following', bootstraps: 2 });
+    expect((await lookup.getOrganizationInvitation({ organizationId: invitation().organization_id, invitationId: 'orginv_re_after' })).id).toBe('orginv_re_after');
+    expect(lines.join('')).toMatch(/reopen\.db was deleted while the replica had it open/);
+  });
+
+  it('a write that fails (disk full: max_page_count) is retried, reported naming the file, and never skipped', async () => {
+    const { keys, publisher, state, equal } = rig('disk-full');
+    await publisher.publish([present('orginv_df0', 1)]);
+    await fill(state);
+    const conn = file('disk-full.db');
+    const r = replicaOf(conn, keys);
+    await r.caughtUp;
+    const before = (await r.status()).seq!;
+    const pages = conn.sqlite.pragma('page_count', { simple: true }) as number;
+    conn.sqlite.pragma(`max_page_count = ${pages}`);
+    const big = 'x'.repeat(3000);
+    await publisher.publish(Array.from({ length: 50 }, (_, i) => present(`orginv_df${i + 1}`, 1, { public_metadata: { big } })));
+    await waitUntil(async () => (await r.status()).writeFailures >= 2, 'the write to fail and be tried again');
+    const failing = await r.status();
+    expect(failing.state).toBe('stale');
+    expect(failing.reason).toContain(`cannot write ${conn.path}`);
+    expect(failing.reason).toMatch(/SQLITE_FULL.*the disk is full/);
+    expect(replicaReadiness(failing, 30)).toContain(conn.path);
+    // Not one change of the failed batch is in the file, and the position has not moved.
+    expect(failing.seq).toBe(before);
+    expect(conn.sqlite.prepare("SELECT count(*) FROM organization_invitations WHERE id LIKE 'orginv_df%'").pluck().get()).toBe(1);
+    // Logged, but not once per try.
+    const logged = lines.filter((l) => l.includes('replica cannot write its file') && l.includes('disk-full.db'));
+    expect(logged.length).toBeGreaterThan(0);
+    expect(logged.length).toBeLessThan(failing.writeFailures);
+
+    conn.sqlite.pragma('max_page_count = 1073741823');
+    await waitUntil(async () => (await r.status()).state === 'following' && (await equal(conn)), 'the replica to catch up once the disk has room');
+    expect(lines.join('')).toMatch(/replica writes its file again/);
+  });
+
+  it('a write lock held by another process: each try waits only briefly, the event loop keeps turning, and the replica catches up after', async () => {
+    const { keys, publisher, state, equal } = rig('locked');
+    await publisher.publish([present('orginv_lk0', 1)]);
+    await fill(state);
+    const conn = file('locked.db');
+    const r = replicaOf(conn, keys);
+    await r.caughtUp;
+    const holder = spawn(
+      process.execPath,
+      ['-e', `const db = new (require('better-sqlite3'))(process.argv[1]); db.exec('BEGIN IMMEDIATE'); console.log('locked'); setTimeout(() => { db.exec('COMMIT'); console.log('released'); }, 2000);`, conn.path],
+      { cwd: join(import.meta.dirname, '..'), stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    holder.stdout.on('data', (d: Buffer) => (out += d));
+    const exited = new Promise((resolve) => holder.on('exit', resolve));
+    await waitUntil(() => out.includes('locked'), 'the other process to take the write lock');
+    // The longest the event loop stood still while the lock was held.
+    let last = performance.now();
+    let longest = 0;
+    const tick = setInterval(() => {
+      const now = performance.now();
+      longest = Math.max(longest, now - last);
+      last = now;
+    }, 10);
+    await publisher.publish([present('orginv_lk1', 1)]);
+    await waitUntil(async () => /SQLITE_BUSY/.test((await r.status()).reason ?? '') || out.includes('released'), 'the replica to meet the lock');
+    const busy = await r.status();
+    await exited;
+    clearInterval(tick);
+    expect(out).toContain('released');
+    expect(busy.state).toBe('stale');
+    expect(busy.reason).toMatch(/SQLITE_BUSY.*another process holds its write lock/);
+    expect(longest).toBeLessThan(1000);
+    await waitUntil(async () => (await r.status()).state === 'following' && (await equal(conn)), 'the replica to catch up once the lock is released');
+  });
+});
+
 describe('organizations in a replica', () => {
   const organization = (id: string, gone = false) => ({ kind: 'organization', id, gone, observedAt: Date.now(), source: 'backfill' }) as const;
   const listOf = (conn: MirrorConnection, organizationId: string) => mirrorOver(conn).getOrganizationInvitationList({ organizationId }).then(
@@ -315,7 +424,7 @@ describe('memory of a replica', () => {
 });
 
 describe('readiness of a replica', () => {
-  const ok: ReplicaStatus = { state: 'following', reason: undefined, epoch: 'e', offset: '1-0', seq: 1, filled: true, entriesBehind: 0, secondsBehind: 0, applied: 1, bootstraps: 1 };
+  const ok: ReplicaStatus = { state: 'following', reason: undefined, epoch: 'e', offset: '1-0', seq: 1, filled: true, entriesBehind: 0, secondsBehind: 0, applied: 1, bootstraps: 1, writeFailures: 0, reopens: 0 };
   it('is ready only when following a filled state within the lag allowed, and says why not', () => {
     expect(replicaReadiness(ok, 30)).toBe(true);
     expect(replicaReadiness({ ...ok, state: 'bootstrapping' }, 30)).toMatch(/loading the snapshot/);

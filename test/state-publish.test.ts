@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { contentHash, decodeEntry } from '../src/state/codec.ts';
+import { contentHash, decodeEntry, encodeTail, fieldsOf } from '../src/state/codec.ts';
 import { EpochChangedError, StatePublisher, type InvitationState } from '../src/state/publisher.ts';
 import { RECORDS, SharedState } from '../src/state/shared-state.ts';
 import { invitation } from './helpers/fixtures.ts';
@@ -198,5 +198,79 @@ describe('publishing a state', () => {
     ]);
     // What a batch looks at.
     expect(await state.recentlyAnnounced('org_k', 150)).toEqual(['orginv_k2', 'orginv_k9']);
+  });
+});
+
+describe('states caused by events that name the wrong organization or a far-future updated_at (issue 16)', () => {
+  const FAR_FUTURE = 9_999_999_999_999;
+  const gone = (id: string, organizationId: string, observedAt: number, knownUpdatedAt?: number): InvitationState => ({ kind: 'gone', id, organizationId, knownUpdatedAt, observedAt, source: 'webhook' });
+  /** A tombstone as releases before this one stored it: its version an event's `updated_at`, not BAPI's. */
+  const legacyTombstone = async (keys: ReturnType<typeof rig>['keys'], inv: ReturnType<typeof invitation>, version: number, observedAt: number) => {
+    await redis.hset(keys.snapshot, inv.id, `${version}|${observedAt}|1|${contentHash(inv)}|${encodeTail(fieldsOf(inv, 'webhook'), JSON.stringify(inv))}`);
+  };
+
+  it('a 404 under another organization than the one the shared state holds the invitation under tombstones nothing', async () => {
+    const { publisher, state, entries } = rig('other-org');
+    const live = present({ id: 'orginv_w1', organization_id: 'org_right', updated_at: 100 }, 10);
+    await publisher.publish([live]);
+    // BAPI 404s (org_wrong, orginv_w1): that says the invitation is not in org_wrong, nothing more.
+    expect((await publisher.publish([gone('orginv_w1', 'org_wrong', 20, FAR_FUTURE)])).outcomes).toEqual(['stale']);
+    expect(await state.get('orginv_w1')).toMatchObject({ deleted: false, updatedAt: 100, confirmedAt: 10, fields: { organizationId: 'org_right' } });
+    // A tombstone under another organization is left alone as well.
+    await publisher.publish([gone('orginv_w1', 'org_right', 30)]);
+    expect((await publisher.publish([gone('orginv_w1', 'org_wrong', 40)])).outcomes).toEqual(['stale']);
+    expect(await state.get('orginv_w1')).toMatchObject({ deleted: true, confirmedAt: 30, fields: { organizationId: 'org_right' } });
+    expect((await entries()).map((e) => [e.state.deleted, e.state.fields.organizationId])).toEqual([
+      [false, 'org_right'],
+      [true, 'org_right'],
+    ]);
+
+    // Nothing known yet: the 404 stores a tombstone under the organization it was asked
+    // under, which does not keep BAPI's answer under the invitation's own organization out,
+    // whenever that was observed.
+    expect((await publisher.publish([gone('orginv_w2', 'org_wrong', 50, FAR_FUTURE)])).outcomes).toEqual(['inserted']);
+    expect((await publisher.publish([present({ id: 'orginv_w2', organization_id: 'org_right', updated_at: 100 }, 45)])).outcomes).toEqual(['updated']);
+    expect(await state.get('orginv_w2')).toMatchObject({ deleted: false, updatedAt: 100, fields: { organizationId: 'org_right' } });
+  });
+
+  it("a tombstone keeps BAPI's version, never a 404's own: a state observed after it revives it, one observed before it does not", async () => {
+    const { publisher, state } = rig('tombstone-version');
+    await publisher.publish([present({ id: 'orginv_v1', updated_at: 100 }, 10)]);
+    // The 404 of a job whose event said updated_at 9999999999999.
+    expect((await publisher.publish([gone('orginv_v1', invitation().organization_id, 20, FAR_FUTURE)])).outcomes).toEqual(['updated']);
+    expect(await state.get('orginv_v1')).toMatchObject({ deleted: true, updatedAt: 100 });
+    // A list page read before the 404 (a newer version, but older news) stays out.
+    expect((await publisher.publish([present({ id: 'orginv_v1', updated_at: 150 }, 15)])).outcomes).toEqual(['stale']);
+    // A state older than the one BAPI gave before the 404 (a lagging read) stays out too.
+    expect((await publisher.publish([present({ id: 'orginv_v1', updated_at: 99 }, 30)])).outcomes).toEqual(['stale']);
+    // BAPI's state, observed after the 404, wins.
+    expect((await publisher.publish([present({ id: 'orginv_v1', updated_at: 100 }, 40)])).outcomes).toEqual(['updated']);
+    expect(await state.get('orginv_v1')).toMatchObject({ deleted: false, updatedAt: 100 });
+  });
+
+  it("a tombstone an older release stamped with an event's version is revived by BAPI's state observed after it", async () => {
+    const { keys, publisher, state } = rig('legacy-tombstone');
+    const far = invitation({ id: 'orginv_l1', updated_at: 100 });
+    const near = invitation({ id: 'orginv_l2', updated_at: 100 });
+    await legacyTombstone(keys, far, FAR_FUTURE, 20);
+    await legacyTombstone(keys, near, 5000, 20);
+    // What BAPI lists, observed later: the versions it gave before, not the events'.
+    expect((await publisher.publish([present({ id: 'orginv_l1', updated_at: 100 }, 30), present({ id: 'orginv_l2', updated_at: 100 }, 30)])).outcomes).toEqual(['updated', 'updated']);
+    expect(await state.get('orginv_l1')).toMatchObject({ deleted: false, updatedAt: 100 });
+    expect(await state.get('orginv_l2')).toMatchObject({ deleted: false, updatedAt: 100 });
+    // Still: observed before the 404, or older than BAPI's last state, it stays out.
+    await legacyTombstone(keys, far, FAR_FUTURE, 50);
+    expect((await publisher.publish([present({ id: 'orginv_l1', updated_at: 100 }, 45), present({ id: 'orginv_l1', updated_at: 99 }, 60)])).outcomes).toEqual(['stale', 'stale']);
+  });
+
+  it("BAPI's answer under another organization wins (ids are global), and takes the invitation's expiry entry along", async () => {
+    const { keys, publisher, state } = rig('moved');
+    const expiresAt = Date.now() + 86_400_000;
+    await publisher.publish([present({ id: 'orginv_m9', organization_id: 'org_before', updated_at: 100, status: 'pending', expires_at: expiresAt }, 10)]);
+    expect(await redis.zrange(keys.expiries, '0', '-1')).toEqual(['org_before/orginv_m9']);
+    // Same version, other organization: other content, observed later.
+    expect((await publisher.publish([present({ id: 'orginv_m9', organization_id: 'org_after', updated_at: 100, status: 'pending', expires_at: expiresAt }, 20)])).outcomes).toEqual(['updated']);
+    expect(await state.get('orginv_m9')).toMatchObject({ deleted: false, fields: { organizationId: 'org_after' } });
+    expect(await redis.zrange(keys.expiries, '0', '-1')).toEqual(['org_after/orginv_m9']);
   });
 });

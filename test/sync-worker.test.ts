@@ -108,3 +108,57 @@ it('checks BAPI against the newest version any webhook announced, not only the o
   expect(await (await job()).getState()).not.toBe('completed');
   expect(await space.state.get(inv.id)).toBeUndefined();
 });
+
+const FAR_FUTURE = 9_999_999_999_999;
+
+it('a 404 under the organization an event named, for an invitation the shared state holds under another, tombstones nothing and is counted', async () => {
+  const { sim, org, inv, space, stats, enqueue, completed } = await rig(20);
+  const other = sim.store.createOrganization({ name: 'Another organization' });
+  await completed(await enqueue({ organizationId: org.id, invitationId: inv.id, eventUpdatedAt: inv.updated_at, receivedAt: Date.now(), reason: 'organizationInvitation.created' }));
+  // Signed events naming another existing organization (a Clerk bug, a leaked signing
+  // secret): BAPI 404s that pair. A newer claim, then a far-future one from a receiver of a
+  // release that still let it through (it is announced in Redis too).
+  for (const [i, eventUpdatedAt] of [inv.updated_at + 1000, FAR_FUTURE].entries()) {
+    await completed(await enqueue({ organizationId: other.id, invitationId: inv.id, eventUpdatedAt, receivedAt: Date.now() + 1 + i, reason: 'organizationInvitation.revoked' }));
+  }
+  expect(sim.stats().getInvitationCalls[inv.id]).toBe(3);
+  expect(await space.state.get(inv.id)).toMatchObject({ deleted: false, updatedAt: inv.updated_at, fields: { organizationId: org.id, status: 'pending' } });
+  expect(stats.suspectEvents.otherOrganization).toBe(2);
+  expect(stats.writes.tombstoned).toBe(0);
+
+  // The real next event still gets through.
+  const accepted = sim.store.acceptInvitation(inv.id);
+  await completed(await enqueue({ organizationId: org.id, invitationId: inv.id, eventUpdatedAt: accepted.updated_at, receivedAt: Date.now() + 10, reason: 'organizationInvitation.accepted' }));
+  expect(await space.state.get(inv.id)).toMatchObject({ deleted: false, updatedAt: accepted.updated_at, fields: { status: 'accepted' } });
+  expect(stats.staleReads).toStrictEqual({ retried: 0, settled: 0 });
+});
+
+it('a far-future updated_at, in a job or announced in Redis by an older release, neither holds later events back nor makes late copies fetch', async () => {
+  const { sim, org, inv, space, redis, stats, enqueue, completed } = await rig(21);
+  const event = { organizationId: org.id, invitationId: inv.id, reason: 'organizationInvitation.created' };
+  await completed(await enqueue({ ...event, eventUpdatedAt: inv.updated_at, receivedAt: Date.now() }));
+  // Queued (and announced) with updated_at 9999999999999: one fetch, BAPI's answer stands.
+  await completed(await enqueue({ ...event, eventUpdatedAt: FAR_FUTURE, receivedAt: Date.now() + 1 }));
+  expect(sim.stats().getInvitationCalls[inv.id]).toBe(2);
+  expect(await space.state.get(inv.id)).toMatchObject({ deleted: false, updatedAt: inv.updated_at });
+
+  // Late copies of the version held cost no call, the far-future announcement notwithstanding.
+  for (let i = 0; i < 3; i++) await completed(await enqueue({ ...event, eventUpdatedAt: inv.updated_at, receivedAt: Date.now() + 2 + i }));
+  expect(sim.stats().getInvitationCalls[inv.id]).toBe(2);
+  expect(stats.jobs.skipped).toBe(3);
+
+  // A later real event is published at once, not after the stale-read wait.
+  const accepted = sim.store.acceptInvitation(inv.id);
+  await completed(await enqueue({ ...event, eventUpdatedAt: accepted.updated_at, receivedAt: Date.now() + 10, reason: 'organizationInvitation.accepted' }));
+  expect(await space.state.get(inv.id)).toMatchObject({ updatedAt: accepted.updated_at, fields: { status: 'accepted' } });
+  expect(stats.staleReads).toStrictEqual({ retried: 0, settled: 0 });
+
+  // A tombstone an older release stamped with such a version does not swallow the real next event.
+  const second = sim.store.createInvitation(org.id, { emailAddress: 'worker-second@example.com' });
+  await completed(await enqueue({ ...event, invitationId: second.id, eventUpdatedAt: second.updated_at, receivedAt: Date.now() + 20 }));
+  const stored = (await redis.hget(space.keys.snapshot, second.id))!;
+  await redis.hset(space.keys.snapshot, second.id, stored.replace(/^\d+\|(\d+)\|0\|/, `${FAR_FUTURE}|$1|1|`));
+  const revoked = sim.store.revokeInvitation(second.id);
+  await completed(await enqueue({ ...event, invitationId: second.id, eventUpdatedAt: revoked.updated_at, receivedAt: Date.now() + 30, reason: 'organizationInvitation.revoked' }));
+  expect(await space.state.get(second.id)).toMatchObject({ deleted: false, updatedAt: revoked.updated_at, fields: { status: 'revoked' } });
+});

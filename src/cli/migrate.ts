@@ -24,7 +24,7 @@ Options:
       console.log(`mirror at ${path}: ${applied} migration(s) applied, ${total} in all`);
       return 0;
     } finally {
-      conn.sqlite.close();
+      conn.close();
     }
   },
 };

@@ -40,12 +40,8 @@ Options:
     if (!Number.isInteger(recheckAfterMs) || recheckAfterMs < 0) throw new UsageError('--recheck-ms must be a whole number of milliseconds');
     const config = loadConfig(env);
     const path = values.db ?? config.mirrorDbPath;
-    let conn;
-    try {
-      conn = openMirrorDb({ path, readonly: true });
-    } catch (err) {
-      throw new Error(`cannot open the replica file ${path}: ${(err as Error).message}`, { cause: err });
-    }
+    // Its errors name the file and what to do.
+    const conn = openMirrorDb({ path, readonly: true, watchMs: 0 });
     try {
       if (!isMigrated(conn)) throw new Error(`${path} is not a migrated mirror file (start a replica on it, or run \`clerk-invitation-mirror migrate\`)`);
       const report = await withServiceRedis(config, async (url) => {
@@ -61,7 +57,7 @@ Options:
       console.log(values.json ? JSON.stringify({ path, position, ...report }) : format(path, report, position?.seq));
       return isEqualReport(report) ? 0 : 1;
     } finally {
-      conn.sqlite.close();
+      conn.close();
     }
   },
 };

@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq';
+import { readFileSync } from 'node:fs';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
-import type { Logger } from '../logger.ts';
+import { throttledLog, type Logger } from '../logger.ts';
 import type { SyncJobData } from '../queue/job.ts';
 import type { PipelineStats } from '../stats.ts';
 import { webhookRoutes } from '../webhooks/route.ts';
@@ -31,15 +32,70 @@ export interface BuildAppOptions {
    * @defaultValue true
    */
   fastPath?: boolean;
+  /** Connection limits; see `HTTP_LIMITS` for what each default protects. */
+  http?: Partial<HttpLimits>;
+}
+
+export interface HttpLimits {
+  /** From connect to the end of the request headers (an idle socket that never sends one included). */
+  headersTimeoutMs: number;
+  /** From connect (or the previous response) to the end of the request body. */
+  requestTimeoutMs: number;
+  /** An idle keep-alive connection between requests. */
+  keepAliveTimeoutMs: number;
+  /** A socket with no byte either way for this long, whatever its state. */
+  idleSocketTimeoutMs: number;
+  /** How often node checks the two request timeouts (its default, 30 s, would let them run late by that much). */
+  checkIntervalMs: number;
+  /** Open connections at most; more are closed at once. 0: no cap. */
+  maxConnections: number;
+}
+
+/**
+ * Svix gives a delivery 15 s in all and sends bodies of at most a few hundred KiB, headers
+ * first; the read API's requests are small GETs. So: 10 s for the headers, 30 s for the whole
+ * request (twice what Svix waits: an honest delivery that slow has been given up on anyway),
+ * 10 s idle between keep-alive requests, 60 s for a socket with no traffic at all. A
+ * connection that never finishes its request (an endless chunked body, a body shorter than its
+ * Content-Length, an idle or slow-header socket) is closed within 30 s plus the check interval.
+ */
+export const HTTP_LIMITS: Omit<HttpLimits, 'maxConnections'> = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 10_000,
+  idleSocketTimeoutMs: 60_000,
+  checkIntervalMs: 1_000,
+};
+
+/** Descriptors kept for everything but HTTP clients: Redis connections, SQLite, BAPI sockets, logs. */
+const RESERVED_DESCRIPTORS = 256;
+
+/** The default connection cap: the soft open-file limit less `RESERVED_DESCRIPTORS` (0, no cap, where it cannot be read). */
+export function defaultMaxConnections(limitsText?: string): number {
+  let text = limitsText;
+  try {
+    text ??= readFileSync('/proc/self/limits', 'utf8');
+  } catch {
+    return 0;
+  }
+  const soft = /^Max open files\s+(\d+|unlimited)/m.exec(text)?.[1];
+  if (soft === undefined || soft === 'unlimited') return 0;
+  return Math.max(64, Number(soft) - RESERVED_DESCRIPTORS);
 }
 
 /** Builds the HTTP app without listening; tests call `inject`, `start` calls `listen`. */
-export async function buildApp({ log, stats, receiver, readiness, api, metrics, dashboard, fastPath = true }: BuildAppOptions): Promise<FastifyInstance> {
+export async function buildApp({ log, stats, receiver, readiness, api, metrics, dashboard, fastPath = true, http }: BuildAppOptions): Promise<FastifyInstance> {
+  const limits: HttpLimits = { ...HTTP_LIMITS, maxConnections: defaultMaxConnections(), ...http };
   const v1Auth = api ? bearerAuth(api.keys) : undefined;
   let closing = false;
   const fastRead = api && v1Auth && fastPath ? fastInvitationRead({ reader: api.reader, auth: v1Auth, isClosing: () => closing, stats }) : undefined;
   const app = Fastify({
     ...(fastRead ? { serverFactory: serverWithFastPath(fastRead) } : {}),
+    // Both servers (Fastify's own and the fast path's, which copies them) get the same limits.
+    http: { headersTimeout: limits.headersTimeoutMs, connectionsCheckingInterval: limits.checkIntervalMs },
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    connectionTimeout: limits.idleSocketTimeoutMs,
     // Ids longer than this never match Clerk's shapes; the handler answers them 404 after auth.
     routerOptions: { maxParamLength: 1024 },
     // URLs the router refuses (bad percent-encoding, a longer parameter) get the same order of
@@ -59,6 +115,13 @@ export async function buildApp({ log, stats, receiver, readiness, api, metrics, 
     childLoggerFactory: (logger) => logger,
     return503OnClosing: true,
   });
+  // Fastify has no option for these two; set here, they apply to whichever server it built.
+  app.server.headersTimeout = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs);
+  if (limits.maxConnections > 0) {
+    app.server.maxConnections = limits.maxConnections;
+    const note = throttledLog(log);
+    app.server.on('drop', () => note('warn', 'drop', { maxConnections: limits.maxConnections }, 'HTTP connection limit reached: new connections are closed at once (HTTP_MAX_CONNECTIONS)'));
+  }
   app.addHook('preClose', (done) => {
     closing = true;
     done();

@@ -148,6 +148,33 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
   });
 
   new Counter({
+    name: `${PREFIX}suspect_events_total`,
+    help: 'Signed events whose claims were not taken (a Clerk bug or a leaked signing secret): future_updated_at (beyond our clock plus the allowed skew: queued without that version), other_organization (a 404 under the organization an event named for an invitation held under another: not tombstoned).',
+    labelNames: ['kind'] as const,
+    registers,
+    collect() {
+      this.reset();
+      this.inc({ kind: 'future_updated_at' }, stats.suspectEvents.futureUpdatedAt);
+      this.inc({ kind: 'other_organization' }, stats.suspectEvents.otherOrganization);
+    },
+  });
+
+  /** A counter of a one-label map of the pipeline's, read at every scrape. */
+  const byOneLabel = (name: string, help: string, label: string, source: () => Map<string, number>) =>
+    new Counter({
+      name: `${PREFIX}${name}`,
+      help,
+      labelNames: [label],
+      registers,
+      collect() {
+        this.reset();
+        for (const [value, n] of source()) this.inc({ [label]: value }, n);
+      },
+    });
+  byOneLabel('replica_write_failures_total', "Writes of this process's replica to its SQLite file that failed and are retried (its position does not move past them), by SQLite's code (SQLITE_FULL, SQLITE_IOERR, SQLITE_BUSY, SQLITE_READONLY…).", 'code', () => stats.replicaWriteFailures);
+  byOneLabel('replica_file_reopens_total', "Times this process's replica opened its file again because it was deleted or replaced under it.", 'change', () => stats.replicaFileReopens);
+
+  new Counter({
     name: `${PREFIX}state_publishes_total`,
     help: "The worker's publishes into the shared state by outcome (inserted, updated, unchanged, stale, tombstoned).",
     labelNames: ['outcome'] as const,

@@ -4,6 +4,8 @@ import type { Config } from '../config.ts';
 import type { PipelineStats } from '../stats.ts';
 import { throttledLog, type Logger } from '../logger.ts';
 import { closeRedis, type Redis } from '../redis/connection.ts';
+import { redisWritable, writeProbeKey } from '../redis/server-checks.ts';
+import { WriteGate } from '../redis/write-gate.ts';
 import type { MirrorKeys } from '../state/keys.ts';
 import type { StatePublisher } from '../state/publisher.ts';
 import type { SharedState } from '../state/shared-state.ts';
@@ -47,8 +49,32 @@ export interface Maintenance {
   queue: Queue<MaintenanceJobData, MaintenanceResult>;
   /** Queues a backfill to run in the background (resumes a saved cursor unless `restart`); one at a time. */
   enqueueBackfill(opts?: { restart?: boolean }): Promise<void>;
+  /**
+   * `/readyz` of the worker role: fails when automatic maintenance is on, the state was filled
+   * longer ago than `RECONCILE_OVERDUE_INTERVALS` intervals and no reconciliation has succeeded
+   * within that time either.
+   */
+  readiness(): Promise<true | string>;
   /** Stops the worker (aborting a running backfill/reconciliation, whose job is retried later). */
   close(): Promise<void>;
+}
+
+/**
+ * A reconciliation is overdue after this many intervals without a successful one (the first
+ * runs one interval after the backfill; two more give a failed or slow run time to retry).
+ * ops/prometheus-alerts.yml's ClerkMirrorReconciliationOverdue uses the same rule for the
+ * default hourly interval (3 h).
+ */
+export const RECONCILE_OVERDUE_INTERVALS = 3;
+
+/** Why a reconciliation is overdue, or true; `now` and the times in ms since the epoch. */
+export function reconcileOverdue({ intervalMs, filledAt, lastAt, now }: { intervalMs: number; filledAt: number | undefined; lastAt: number | undefined; now: number }): true | string {
+  const limitMs = RECONCILE_OVERDUE_INTERVALS * intervalMs;
+  // Not filled yet (a backfill is due), or filled recently: nothing to be overdue yet.
+  if (intervalMs <= 0 || filledAt === undefined || now - filledAt <= limitMs) return true;
+  if (lastAt !== undefined && now - lastAt <= limitMs) return true;
+  const since = lastAt === undefined ? 'no reconciliation has succeeded' : `the last successful reconciliation was ${Math.round((now - lastAt) / 60_000)} min ago`;
+  return `reconciliation overdue: ${since}, more than ${RECONCILE_OVERDUE_INTERVALS} × RECONCILE_INTERVAL_MS (${Math.round(limitMs / 60_000)} min); see the maintenance job's failures (\`clerk-invitation-mirror failed list\`, /admin/queues)`;
 }
 
 /**
@@ -103,7 +129,17 @@ export async function startMaintenance(o: MaintenanceOptions): Promise<Maintenan
     concurrency: 1,
     autorun: false,
   });
-  worker.on('error', (err) => note('error', 'worker', { err: err.message }, 'maintenance worker error'));
+  // Out of memory, BullMQ's worker retries its fetch at once for ever: pause it instead (write-gate.ts).
+  const writes = new WriteGate({
+    probe: () => redisWritable(o.connection, writeProbeKey(keys)),
+    log,
+    what: 'maintenance worker',
+    onClosed: () => worker.pause(true),
+    onOpened: () => (running.signal.aborted ? undefined : worker.resume()),
+  });
+  worker.on('error', (err) => {
+    if (!writes.report(err)) note('error', 'worker', { err: err.message }, 'maintenance worker error');
+  });
   worker.on('failed', (job, err) => log.warn({ job: job?.id, kind: job?.data.kind, attempts: job?.attemptsMade, err: err.message }, 'maintenance job failed'));
 
   const enqueueBackfill = async ({ restart = false } = {}) => {
@@ -125,6 +161,20 @@ export async function startMaintenance(o: MaintenanceOptions): Promise<Maintenan
     return true;
   };
 
+  /** Creates or updates the one reconciliation schedule; `backfilling`: a backfill queued now is the first pass. */
+  const schedule = async (backfilling: boolean) => {
+    // Restarts must not each cost a full pass: the next run is due one interval after the
+    // last successful one (at once when there was none, or it is overdue).
+    const last = backfilling ? Date.now() : await lastReconcileAt(state);
+    // A recorded time ahead of our clock (a skewed host) must not postpone the schedule.
+    const due = last === undefined ? undefined : Math.min(last, Date.now()) + config.reconcile.intervalMs;
+    await queue.upsertJobScheduler(
+      RECONCILE_SCHEDULER_ID,
+      { every: config.reconcile.intervalMs, ...(due !== undefined && due > Date.now() ? { startDate: due } : {}) },
+      { name: 'reconcile', data: { kind: 'reconcile' }, opts: { removeOnComplete: 100, removeOnFail: 100 } },
+    );
+  };
+
   try {
     if ((o.schedule ?? true) && !automatic) {
       // One schedule serves every host: turning it off here turns it off for all of them.
@@ -132,17 +182,7 @@ export async function startMaintenance(o: MaintenanceOptions): Promise<Maintenan
     } else if (automatic) {
       const backfilling = await fillIfNeeded();
       if (backfilling) log.info('the shared state has not been filled: a backfill is queued');
-      // Restarts must not each cost a full pass: the next run is due one interval after the
-      // last successful one (at once when there was none, or it is overdue), and a backfill
-      // queued now is the first pass.
-      const last = backfilling ? Date.now() : await lastReconcileAt(state);
-      // A recorded time ahead of our clock (a skewed host) must not postpone the schedule.
-      const due = last === undefined ? undefined : Math.min(last, Date.now()) + config.reconcile.intervalMs;
-      await queue.upsertJobScheduler(
-        RECONCILE_SCHEDULER_ID,
-        { every: config.reconcile.intervalMs, ...(due !== undefined && due > Date.now() ? { startDate: due } : {}) },
-        { name: 'reconcile', data: { kind: 'reconcile' }, opts: { removeOnComplete: 100, removeOnFail: 100 } },
-      );
+      await schedule(backfilling);
     }
   } catch (err) {
     await Promise.allSettled([queue.close(), worker.close(true)]);
@@ -151,22 +191,36 @@ export async function startMaintenance(o: MaintenanceOptions): Promise<Maintenan
   }
   void worker.run();
 
-  // Redis may lose the state while we run (a flush, a new empty Redis): fill it again.
-  const warnFill = (err: unknown) => log.warn({ err: (err as Error).message }, 'cannot check whether the shared state needs a backfill');
-  const timer = automatic
-    ? setInterval(() => {
-        fillIfNeeded().then((queued) => queued && log.warn('the shared state is not filled (did Redis lose its data?): a backfill is queued'), warnFill);
-      }, o.fillCheckMs ?? 15_000)
-    : undefined;
+  // Redis may lose the state while we run (a flush, a new empty Redis, a restart without
+  // persistence): fill it again, and put the schedule back (only a starting worker makes it).
+  const warnCheck = (err: unknown) => note('warn', 'check', { err: (err as Error).message }, 'cannot check the shared state and the reconciliation schedule');
+  const check = async () => {
+    if (writes.closed) return;
+    const queued = await fillIfNeeded();
+    if (queued) log.warn('the shared state is not filled (did Redis lose its data?): a backfill is queued');
+    if (!(await queue.getJobScheduler(RECONCILE_SCHEDULER_ID))) {
+      await schedule(queued);
+      log.warn({ everyMs: config.reconcile.intervalMs }, 'the reconciliation schedule was missing in Redis (did Redis lose its data?): re-created');
+    }
+  };
+  const timer = automatic ? setInterval(() => void check().catch(warnCheck), o.fillCheckMs ?? 15_000) : undefined;
   timer?.unref();
+
+  const readiness = async (): Promise<true | string> => {
+    if (!automatic) return true;
+    const [meta, lastAt] = await Promise.all([state.meta(), lastReconcileAt(state)]);
+    return reconcileOverdue({ intervalMs: config.reconcile.intervalMs, filledAt: meta?.filledAt, lastAt, now: Date.now() });
+  };
 
   let closing: Promise<void> | undefined;
   return {
     queue,
     enqueueBackfill,
+    readiness,
     close() {
       closing ??= (async () => {
         clearInterval(timer);
+        writes.stop();
         running.abort(new Error('shutting down'));
         // An aborted run ends at its next step; with Redis away a graceful close would wait
         // on it for ever, so it is cut short (the job's retry resumes from its cursor).

@@ -15,18 +15,37 @@ interface InvitationHit {
  * the stored JSON text, so HTTP can send it byte for byte and the library can parse it once.
  */
 export class MirrorReader {
-  private readonly byId: Database.Statement<[string], InvitationHit>;
+  private byId!: Database.Statement<[string], InvitationHit>;
   private readonly listCache = new Map<string, ListStatements>();
-  private readonly organization;
-  private readonly organizationsListed;
-  private readonly anyLiveInvitation;
+  private organization!: ReturnType<MirrorReader['prepareOrganization']>;
+  private organizationsListed!: ReturnType<MirrorReader['prepareOrganizationsListed']>;
+  private anyLiveInvitation!: ReturnType<MirrorReader['prepareAnyLiveInvitation']>;
 
   constructor(private readonly conn: MirrorConnection) {
-    this.byId = conn.sqlite.prepare('SELECT organization_id, raw, deleted_at FROM organization_invitations WHERE id = ?');
-    const db = conn.db;
-    this.organization = db.select({ deletedAt: orgs.deletedAt }).from(orgs).where(eq(orgs.id, sql.placeholder('id'))).prepare();
-    this.organizationsListed = db.select({ listed: replicaPosition.organizationsListed }).from(replicaPosition).where(eq(replicaPosition.id, 1)).prepare();
-    this.anyLiveInvitation = db
+    this.prepare();
+    // A file opened again (replaced, or recreated by the replica): the statements of the old
+    // handle are dead. Prepared once per reopen, never checked per lookup.
+    conn.onReopen(() => this.prepare());
+  }
+
+  private prepare(): void {
+    this.byId = this.conn.sqlite.prepare('SELECT organization_id, raw, deleted_at FROM organization_invitations WHERE id = ?');
+    this.organization = this.prepareOrganization();
+    this.organizationsListed = this.prepareOrganizationsListed();
+    this.anyLiveInvitation = this.prepareAnyLiveInvitation();
+    this.listCache.clear();
+  }
+
+  private prepareOrganization() {
+    return this.conn.db.select({ deletedAt: orgs.deletedAt }).from(orgs).where(eq(orgs.id, sql.placeholder('id'))).prepare();
+  }
+
+  private prepareOrganizationsListed() {
+    return this.conn.db.select({ listed: replicaPosition.organizationsListed }).from(replicaPosition).where(eq(replicaPosition.id, 1)).prepare();
+  }
+
+  private prepareAnyLiveInvitation() {
+    return this.conn.db
       .select({ id: inv.id })
       .from(inv)
       .where(and(eq(inv.organizationId, sql.placeholder('id')), isNull(inv.deletedAt), isNotNull(inv.raw)))

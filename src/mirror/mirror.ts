@@ -5,7 +5,7 @@ import { toSdkInvitation } from './invitation.ts';
 import { InvalidListParamError, parseListQuery, sdkQuery } from './list-params.ts';
 import { MirrorReader } from './lookup.ts';
 import { isMigrated, migrateMirror } from './migrate.ts';
-import { openMirrorDb, type MirrorConnection } from './open.ts';
+import { MirrorFileError, openMirrorDb, type MirrorConnection } from './open.ts';
 
 export interface CreateMirrorOptions {
   /**
@@ -14,8 +14,10 @@ export interface CreateMirrorOptions {
    */
   path?: string;
   /**
-   * Open for reading only: what a service that only looks invitations up should do while the
-   * mirror's worker writes the same file. A writable open applies pending migrations.
+   * Open for reading only: what a service that only looks invitations up should do while a
+   * replica writes the same file. A writable open applies pending migrations. A read-only
+   * mirror checks every 2 s (never during a lookup) that the path still names the file it
+   * opened, and opens it again once it was replaced or recreated.
    * @defaultValue false
    */
   readonly?: boolean;
@@ -90,23 +92,17 @@ export const DEFAULT_MIRROR_DB_PATH = './data/mirror.db';
 /** Opens a mirror file for lookups. */
 export function createMirror(options: CreateMirrorOptions = {}): Mirror {
   const path = options.path ?? (process.env.MIRROR_DB_PATH || DEFAULT_MIRROR_DB_PATH);
-  let conn: MirrorConnection;
+  // Names the file and what to do (not a database, a directory, read-only, newer version…).
+  // A read-only mirror notices a replaced file on a timer and opens it again (open.ts).
+  const conn = openMirrorDb({ path, readonly: options.readonly ?? false });
   try {
-    conn = openMirrorDb({ path, readonly: options.readonly ?? false });
+    if (!conn.readonly) migrateMirror(conn);
+    else if (!isMigrated(conn)) throw new MirrorFileError(path, `the mirror at ${path} has not been migrated: run \`clerk-invitation-mirror migrate\` or start the service`);
   } catch (err) {
-    throw new Error(`cannot open the mirror at ${path}: ${(err as Error).message} (run \`clerk-invitation-mirror migrate\` to create it)`, {
-      cause: err,
-    });
+    conn.close();
+    throw err;
   }
-  if (conn.readonly) {
-    if (!isMigrated(conn)) {
-      conn.sqlite.close();
-      throw new Error(`the mirror at ${path} has not been migrated: run \`clerk-invitation-mirror migrate\` or start the service`);
-    }
-  } else {
-    migrateMirror(conn);
-  }
-  return mirrorOver(conn, () => conn.sqlite.close());
+  return mirrorOver(conn, () => conn.close());
 }
 
 /**

@@ -11,12 +11,31 @@ const common = {
   reason: z.string().max(100),
 };
 
+/**
+ * How far past our clock an event's `updated_at` may lie and still count as a version. Clerk
+ * stamps `updated_at` before Svix signs and sends the event, so a genuine one trails its
+ * receipt, ahead only by the difference between Clerk's clock and ours; Svix's signatures
+ * allow the same 5 minutes either way. Beyond that it is a forgery or a bug, and taken as a
+ * version it would hold every later event of the invitation back (BAPI never answers it) and
+ * make each late copy fetch for as long as the announced version is remembered (7 days).
+ */
+export const MAX_EVENT_CLOCK_SKEW_MS = 5 * 60_000;
+
+/** `updatedAt` when it may be a version Clerk gave by `at` (ms, our clock); undefined when it lies beyond MAX_EVENT_CLOCK_SKEW_MS past it. */
+export function plausibleVersion(updatedAt: number | undefined, at: number): number | undefined {
+  return updatedAt !== undefined && updatedAt <= at + MAX_EVENT_CLOCK_SKEW_MS ? updatedAt : undefined;
+}
+
 /** Re-fetch one invitation. Jobs queued before job kinds existed carry no `kind`: they are these. */
 export const invitationJobSchema = z.object({
   kind: z.literal('invitation').optional(),
   ...common,
   invitationId: clerkId('orginv'),
-  /** `updated_at` in the event that asked for this fetch; a 404 tombstones at least this version. */
+  /**
+   * `updated_at` in the event that asked for this fetch: the version BAPI must answer at
+   * least (the skip rule, stale reads). Only a claim: never stored, not even in a tombstone,
+   * and absent when it lay beyond the receipt plus MAX_EVENT_CLOCK_SKEW_MS.
+   */
   eventUpdatedAt: z.number().int().nonnegative().optional(),
   /** The job already waited once for its organization's batch: it fetches on its own now. */
   deferred: z.boolean().optional(),

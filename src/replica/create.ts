@@ -61,7 +61,12 @@ export async function createReplica(options: CreateReplicaOptions): Promise<Repl
   const keys = mirrorKeys(options.keyPrefix ?? (process.env.REDIS_KEY_PREFIX || DEFAULT_KEY_PREFIX));
   const log = options.logger ?? createLogger({ level: 'warn', destination: process.stderr });
   const conn = openMirrorDb({ path });
-  migrateMirror(conn);
+  try {
+    migrateMirror(conn);
+  } catch (err) {
+    conn.close();
+    throw err;
+  }
   const redis = connectRedis(options.redisUrl);
   const blocking = connectRedis(options.redisUrl);
   for (const c of [redis, blocking]) c.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
@@ -71,7 +76,7 @@ export async function createReplica(options: CreateReplicaOptions): Promise<Repl
     (closed ??= (async () => {
       await replica.close();
       await closeRedis(redis);
-      conn.sqlite.close();
+      conn.close();
     })());
   replica.start();
   const timeoutMs = options.timeoutMs ?? 60_000;

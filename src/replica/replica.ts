@@ -5,7 +5,8 @@ import type { MirrorKeys } from '../state/keys.ts';
 import type { Redis } from '../redis/connection.ts';
 import { readChanges, SharedState, type StateMeta } from '../state/shared-state.ts';
 import { PositionConflictError, ReplicaWriter, type Applied, type ReplicaPosition } from './writer.ts';
-import type { MirrorConnection } from '../mirror/open.ts';
+import { migrateMirror } from '../mirror/migrate.ts';
+import type { FileChange, MirrorConnection } from '../mirror/open.ts';
 
 /**
  * - `bootstrapping`: loading the snapshot; the file is not yet a copy of the state.
@@ -32,6 +33,10 @@ export interface ReplicaStatus {
   /** Rows applied and snapshot loads since start. */
   applied: number;
   bootstraps: number;
+  /** Writes to the file that failed (and were retried) since start: disk full, I/O error, a lock held elsewhere… */
+  writeFailures: number;
+  /** Times the file was opened again since start because it was deleted or replaced under the replica. */
+  reopens: number;
 }
 
 /** @internal */
@@ -59,10 +64,57 @@ export interface ReplicaOptions {
   metaEveryMs?: number;
   /** Called after each applied batch with how many changes it held and when their events were accepted (for lag metrics). */
   onApplied?: (applied: Applied, appliedAt: number) => void;
+  /** Called for each failed write with SQLite's primary code (`SQLITE_FULL`, `SQLITE_BUSY`…), for metrics. */
+  onWriteFailure?: (code: string) => void;
+  /** Called each time the file was opened again because it was deleted or replaced. */
+  onReopen?: (change: FileChange) => void;
+  /**
+   * How often the replica checks, between writes, that the path still names its open file
+   * (one `stat`; every write batch checks too).
+   * @defaultValue 2000
+   */
+  fileCheckMs?: number;
   now?: () => number;
 }
 
 type FollowEnd = 'gap' | 'epoch' | 'filled';
+
+/** The file was opened again under the loop: start over from the new file's position. */
+class FileReopened extends Error {}
+
+/** The file cannot be used now (it was deleted or replaced and cannot be opened again). */
+class FileUnusable extends Error {}
+
+/** What a failed write says for each of SQLite's primary codes. */
+const WRITE_HINTS: Record<string, string> = {
+  SQLITE_FULL: 'the disk is full: free space, and the replica catches up by itself',
+  SQLITE_BUSY: 'another process holds its write lock (run one replica per file; a sqlite3 shell or a backup tool?)',
+  SQLITE_LOCKED: 'another process holds its write lock (run one replica per file; a sqlite3 shell or a backup tool?)',
+  SQLITE_READONLY: 'the file or its directory has become read-only: make them writable again',
+  SQLITE_IOERR: 'the disk or the filesystem fails',
+  SQLITE_CORRUPT: 'the file is corrupted: delete it (or move it away) and the replica loads the shared state into a new one',
+  SQLITE_NOTADB: 'the file is not a database: delete it (or move it away) and the replica loads the shared state into a new one',
+  SQLITE_CANTOPEN: 'SQLite cannot open its -wal or -shm file: check the directory',
+};
+
+/** SQLite's primary result code of an error (`SQLITE_IOERR` for `SQLITE_IOERR_WRITE`), or undefined for another error. */
+export function sqliteCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return undefined;
+  return /^SQLITE_[A-Z]+/.exec(code)![0];
+}
+
+/** A write (or a read of the file between writes) failed; nothing was applied and the position did not move. */
+export class ReplicaWriteError extends Error {
+  override name = 'ReplicaWriteError';
+  readonly code: string;
+  constructor(path: string, cause: unknown) {
+    const code = sqliteCode(cause) ?? 'SQLITE_ERROR';
+    const hint = WRITE_HINTS[code];
+    super(`cannot write ${path}: ${(cause as Error).message} (${(cause as { code?: string }).code ?? code})${hint ? `: ${hint}` : ''}`, { cause });
+    this.code = code;
+  }
+}
 
 /**
  * Keeps one SQLite file equal to the shared state: loads the snapshot (noting the stream
@@ -74,9 +126,9 @@ type FollowEnd = 'gap' | 'epoch' | 'filled';
  * @internal
  */
 export class Replica {
-  private readonly writer: ReplicaWriter;
+  private writer: ReplicaWriter;
   private readonly state: SharedState;
-  private readonly o: Required<Pick<ReplicaOptions, 'changesPerRead' | 'scanCount' | 'blockMs' | 'metaEveryMs' | 'now'>> & ReplicaOptions;
+  private readonly o: Required<Pick<ReplicaOptions, 'changesPerRead' | 'scanCount' | 'blockMs' | 'metaEveryMs' | 'fileCheckMs' | 'now'>> & ReplicaOptions;
   private readonly warn;
   private phase: ReplicaPhase = 'bootstrapping';
   private reason: string | undefined = 'loading the snapshot';
@@ -94,12 +146,25 @@ export class Replica {
   private loop: Promise<void> | undefined;
   private applied = 0;
   private bootstraps = 0;
+  /** Consecutive failures of the loop (Redis or the file), for the pause before the next try. */
+  private failures = 0;
+  /** Bumped each time the file is opened again: a batch read for the old file must not be written into the new one. */
+  private fileGen = 0;
+  private fileTimer: NodeJS.Timeout | undefined;
+  /** Why the file cannot be used now (deleted or replaced, and opening it again failed). */
+  private fileProblem: string | undefined;
+  /** What happened to the file, until the replica has caught up in the new one. */
+  private fileNote: string | undefined;
+  /** The write failure going on (cleared by the next successful write), for the status. */
+  private writeFailure: { error: ReplicaWriteError; since: number; count: number } | undefined;
+  private writeFailures = 0;
+  private reopens = 0;
   private resolveCaughtUp!: () => void;
   /** Resolves the first time the file has caught up with the state. */
   readonly caughtUp: Promise<void>;
 
   constructor(opts: ReplicaOptions) {
-    this.o = { changesPerRead: 2000, scanCount: 10_000, blockMs: 1000, metaEveryMs: 2000, now: Date.now, ...opts };
+    this.o = { changesPerRead: 2000, scanCount: 10_000, blockMs: 1000, metaEveryMs: 2000, fileCheckMs: 2000, now: Date.now, ...opts };
     this.writer = new ReplicaWriter(opts.conn);
     this.state = new SharedState(opts.redis, opts.keys);
     this.warn = throttledLog(opts.log);
@@ -107,40 +172,152 @@ export class Replica {
   }
 
   start(): void {
+    if (!this.fileTimer && this.o.fileCheckMs > 0) {
+      this.fileTimer = setInterval(() => this.checkFile(), this.o.fileCheckMs);
+      this.fileTimer.unref();
+    }
     this.loop ??= this.run();
   }
 
   private async run(): Promise<void> {
-    let failures = 0;
     while (!this.closed) {
       try {
+        const gen = this.usableFile();
         const meta = (this.meta = await this.contact(this.state.ensure()));
-        const pos = (this.pos = this.writer.position());
+        const pos = (this.pos = this.read(gen, () => this.writer.position()));
         if (pos && pos.epoch === meta.epoch && !(pos.carriesOlderState && meta.filledAt)) {
-          const end = await this.follow(pos);
+          const end = await this.follow(pos, gen);
           if (end === 'gap') this.o.log.warn({ offset: pos.streamId }, 'replica missed changes the stream no longer holds: loading the snapshot again');
-          if (end !== 'epoch') await this.bootstrap(await this.contact(this.state.ensure()));
+          if (end !== 'epoch') await this.bootstrap(await this.contact(this.state.ensure()), gen);
         } else {
-          await this.bootstrap(meta);
+          await this.bootstrap(meta, gen);
         }
-        failures = 0;
+        this.failures = 0;
       } catch (err) {
         if (this.closed) break;
-        failures++;
+        if (err instanceof FileReopened) continue;
+        this.failures++;
         if (err instanceof PositionConflictError) {
           this.phase = 'stale';
           this.reason = err.message;
           this.o.log.error({ path: this.o.conn.path }, err.message);
           return;
         }
+        if (err instanceof ReplicaWriteError || err instanceof FileUnusable) {
+          // status() reports it while it lasts; the position has not moved, so the next try
+          // applies the same changes again. Short pauses: a full disk freed or a lock released
+          // should not wait long for the replica.
+          if (err instanceof ReplicaWriteError) this.writeFailed(err);
+          await sleep(Math.min(2000, 100 * 2 ** Math.min(this.failures, 5))).catch(() => {});
+          continue;
+        }
         if (this.phase === 'following') {
           this.phase = 'stale';
         }
         this.reason = `cannot follow the shared state: ${(err as Error).message}`;
         this.warn('warn', 'follow', { err: (err as Error).message }, 'replica cannot read or apply the shared state; retrying');
-        await sleep(Math.min(5000, 200 * 2 ** Math.min(failures, 5))).catch(() => {});
+        await sleep(Math.min(5000, 200 * 2 ** Math.min(this.failures, 5))).catch(() => {});
       }
     }
+  }
+
+  /** Checks the file (reopening it if needed) and returns its generation. @throws FileUnusable */
+  private usableFile(): number {
+    this.checkFile({ noteCompanions: false });
+    if (this.fileProblem) throw new FileUnusable(this.fileProblem);
+    return this.fileGen;
+  }
+
+  /** A read of the file between writes (its position): failures count as write failures. */
+  private read<T>(gen: number, fn: () => T): T {
+    if (gen !== this.fileGen) throw new FileReopened();
+    try {
+      return fn();
+    } catch (err) {
+      throw sqliteCode(err) ? new ReplicaWriteError(this.o.conn.path, err) : err;
+    }
+  }
+
+  /**
+   * One write of the file opened as generation `gen`: the path is checked first (a write into
+   * a deleted or replaced file would be lost to every other process), and a failure becomes a
+   * ReplicaWriteError. Nothing of a failed write is kept, the position included.
+   */
+  private write<T>(gen: number, fn: () => T): T {
+    if (this.usableFile() !== gen) throw new FileReopened();
+    const result = this.read(gen, fn);
+    if (this.writeFailure) {
+      const { count, since } = this.writeFailure;
+      this.o.log.info({ path: this.o.conn.path, failures: count, ms: this.o.now() - since }, 'replica writes its file again');
+      this.writeFailure = undefined;
+    }
+    this.failures = 0;
+    return result;
+  }
+
+  private writeFailed(err: ReplicaWriteError): void {
+    this.writeFailures++;
+    this.o.onWriteFailure?.(err.code);
+    const now = this.o.now();
+    this.writeFailure = { error: err, since: this.writeFailure?.since ?? now, count: (this.writeFailure?.count ?? 0) + 1 };
+    const level = err.code === 'SQLITE_BUSY' || err.code === 'SQLITE_LOCKED' ? 'warn' : 'error';
+    this.warn(
+      level,
+      `write:${err.code}`,
+      { path: this.o.conn.path, code: err.code, err: err.message, failures: this.writeFailure.count, failingForMs: now - this.writeFailure.since, seq: this.pos?.seq ?? null },
+      'replica cannot write its file: retrying the batch, its position stays where it was',
+    );
+  }
+
+  /**
+   * Opens the file again when its path names another one: deleted (recreated here, then the
+   * snapshot is loaded into it) or replaced, e.g. a backup restored by rename (migrated, then
+   * followed from its own position if the stream still holds the changes after it, else
+   * loaded from the snapshot). Runs on a timer and before each write; synchronous, so it
+   * never runs in the middle of a write.
+   */
+  private checkFile({ noteCompanions = true } = {}): void {
+    if (this.closed) return;
+    const conn = this.o.conn;
+    let change: FileChange | undefined;
+    try {
+      change = conn.fileChange({ noteCompanions });
+    } catch (err) {
+      this.fileProblem = `cannot check ${conn.path}: ${(err as Error).message}`;
+      return;
+    }
+    if (!change) {
+      this.fileProblem = undefined;
+      return;
+    }
+    const what = change === 'deleted' ? `${conn.path} was deleted while the replica had it open` : `${conn.path} was replaced while the replica had it open (a backup restored by rename?)`;
+    if (!this.fileProblem) this.o.log.error({ path: conn.path, change }, `${what}: opening the path again`);
+    try {
+      conn.reopen(() => migrateMirror(conn));
+    } catch (err) {
+      this.fileProblem = `${what}, and it cannot be opened again: ${(err as Error).message}`;
+      this.warn('error', 'reopen', { path: conn.path, err: (err as Error).message }, 'replica cannot open its file again; retrying');
+      return;
+    }
+    this.fileProblem = undefined;
+    this.fileGen++;
+    this.writer = new ReplicaWriter(conn);
+    try {
+      this.pos = this.writer.position();
+    } catch {
+      // the loop reads it again, and reports a file it cannot read
+      this.pos = undefined;
+    }
+    this.reopens++;
+    this.o.onReopen?.(change);
+    this.fileNote = change === 'deleted' ? `${conn.path} was recreated after it was deleted` : `${conn.path} was opened again after it was replaced`;
+    // Until the loop has looked at the new file's position, it is not known to be a copy of anything.
+    this.phase = 'bootstrapping';
+    this.reason = this.fileNote;
+    this.o.log.warn(
+      { path: conn.path, change, seq: this.pos?.seq ?? null },
+      change === 'deleted' ? 'replica recreated its file: loading the snapshot into it' : 'replica opened the new file: following from its position, or loading the snapshot if the stream no longer fits it',
+    );
   }
 
   /**
@@ -148,12 +325,12 @@ export class Replica {
    * nothing of another state) also removes rows the state does not hold; otherwise the rows
    * of the older state stay, marked, until the new state is filled.
    */
-  private async bootstrap(meta: StateMeta): Promise<void> {
-    const pos = this.writer.position();
+  private async bootstrap(meta: StateMeta, gen: number): Promise<void> {
+    const pos = this.read(gen, () => this.writer.position());
     const foreign = pos === undefined || pos.epoch !== meta.epoch || pos.carriesOlderState;
-    const replace = meta.filledAt !== undefined || !foreign || this.writer.rowCount() === 0;
+    const replace = meta.filledAt !== undefined || !foreign || this.read(gen, () => this.writer.rowCount()) === 0;
     if (this.phase !== 'stale') this.phase = 'bootstrapping';
-    this.reason = 'loading the snapshot';
+    this.reason = this.fileNote ?? 'loading the snapshot';
     const started = this.o.now();
     const seen = new Set<string>();
     let rows = 0;
@@ -163,7 +340,7 @@ export class Replica {
         const batch = page.value;
         if (this.closed) return;
         // In key order: SQLite then touches each index page once per batch, not once per row.
-        this.writer.apply(batch.sort((a, b) => (a.id < b.id ? -1 : 1)));
+        this.write(gen, () => this.writer.apply(batch.sort((a, b) => (a.id < b.id ? -1 : 1))));
         for (const s of batch) seen.add(s.id);
         rows += batch.length;
       }
@@ -174,7 +351,7 @@ export class Replica {
     // The listing's organizations were all published by `meta.seq`, so the scan saw them.
     const organizationsListed = meta.organizationsListedSeq !== undefined;
     const to: ReplicaPosition = { epoch: meta.epoch, streamId: meta.last, seq: meta.seq, carriesOlderState: !replace, organizationsListed };
-    const removed = replace ? this.writer.removeAllBut(seen, to) : (this.writer.apply([], to), 0);
+    const removed = this.write(gen, () => (replace ? this.writer.removeAllBut(seen, to) : (this.writer.apply([], to), 0)));
     this.pos = to;
     this.bootstraps++;
     this.o.log.info(
@@ -188,7 +365,7 @@ export class Replica {
    * state got filled. The next read is sent before a batch is applied, so Redis prepares it
    * while SQLite writes.
    */
-  private async follow(pos: ReplicaPosition): Promise<FollowEnd> {
+  private async follow(pos: ReplicaPosition, gen: number): Promise<FollowEnd> {
     let from = pos.streamId;
     let seq = pos.seq;
     let lastMetaCheck = this.o.now();
@@ -210,6 +387,8 @@ export class Replica {
     while (!this.closed) {
       const { p, count } = next;
       const entries = await p;
+      // Opened again while this read waited (the timer's check): go on from the new file's position.
+      if (gen !== this.fileGen) throw new FileReopened();
       if (entries) {
         for (const e of entries) {
           if (e.previous !== from) return 'gap';
@@ -221,14 +400,17 @@ export class Replica {
         seq = last.lastSeq;
         next = read();
         const to = { ...this.pos!, streamId: last.streamId, seq: last.lastSeq, organizationsListed: this.listedBy(seq) };
-        const applied = this.writer.applyEntries(entries, to);
+        const applied = this.write(gen, () => this.writer.applyEntries(entries, to));
         this.pos = to;
         this.applied += applied.changes;
         this.o.onApplied?.(applied, this.o.now());
       } else {
         next = read();
       }
-      if (!entries || entries.length < count) this.resolveCaughtUp();
+      if (!entries || entries.length < count) {
+        this.fileNote = undefined;
+        this.resolveCaughtUp();
+      }
       if (!entries || this.o.now() - lastMetaCheck >= this.o.metaEveryMs) {
         lastMetaCheck = this.o.now();
         const meta = await this.contact(this.state.meta());
@@ -242,7 +424,7 @@ export class Replica {
         // A listing that ended without a change of its own moves no entry along: note it here.
         if (this.listedBy(seq) && !this.pos!.organizationsListed) {
           const to = { ...this.pos!, organizationsListed: true };
-          this.writer.apply([], to);
+          this.write(gen, () => this.writer.apply([], to));
           this.pos = to;
         }
         // Changes were published after ours, and the stream holds none: trimmed away while we were down.
@@ -298,9 +480,12 @@ export class Replica {
       secondsBehind = this.lastContactAt ? (this.o.now() - this.lastContactAt) / 1000 : Infinity;
     }
     const sameEpoch = !!pos && !!meta && meta.epoch === pos.epoch;
+    // A file that cannot be written (or used) now: not a copy to route reads to, while it lasts.
+    const trouble = this.fileProblem ?? (this.writeFailure && this.writeTrouble(this.writeFailure));
+    const reason = trouble ?? this.reason;
     return {
-      state: this.phase,
-      reason: reachable ? this.reason : `Redis does not answer${this.reason ? `; ${this.reason}` : ''}`,
+      state: trouble && this.phase === 'following' ? 'stale' : this.phase,
+      reason: reachable ? reason : `Redis does not answer${reason ? `; ${reason}` : ''}`,
       epoch: pos?.epoch,
       offset: pos?.streamId,
       seq: pos?.seq,
@@ -309,12 +494,20 @@ export class Replica {
       secondsBehind,
       applied: this.applied,
       bootstraps: this.bootstraps,
+      writeFailures: this.writeFailures,
+      reopens: this.reopens,
     };
+  }
+
+  private writeTrouble({ error, since, count }: NonNullable<Replica['writeFailure']>): string {
+    const s = ((this.o.now() - since) / 1000).toFixed(1);
+    return `${error.message}; retrying (${count} failed tries over ${s} s), the file holds the changes up to ${this.pos?.seq ?? 'none'}`;
   }
 
   /** Stops following; the file keeps what was applied. */
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.fileTimer);
     for (const stop of this.onClose) stop();
     this.onClose.clear();
     // Ends a pending XREAD BLOCK at once.
@@ -328,7 +521,9 @@ export class Replica {
  * @internal
  */
 export function replicaReadiness(s: ReplicaStatus, maxLagSeconds: number): true | string {
-  if (s.state === 'bootstrapping') return 'loading the snapshot from the shared state';
+  if (s.state === 'bootstrapping') {
+    return s.reason && s.reason !== 'loading the snapshot' ? `loading the snapshot from the shared state: ${s.reason}` : 'loading the snapshot from the shared state';
+  }
   if (s.state === 'stale') return s.reason ?? 'stale';
   if (!s.filled) return 'the shared state has not been filled by a backfill yet';
   if (s.secondsBehind > maxLagSeconds) return `${s.secondsBehind.toFixed(1)} s behind the shared state (${s.entriesBehind ?? 'unknown'} changes)`;

@@ -1,3 +1,4 @@
+import type Database from 'better-sqlite3';
 import { eq, sql } from 'drizzle-orm';
 import { decodeRecords, isOrganizationId, type RawEntry, type StoredState } from '../state/codec.ts';
 import type { MirrorConnection } from '../mirror/open.ts';
@@ -27,6 +28,12 @@ export class PositionConflictError extends Error {
     super(`another replica is writing ${path}: run one replica per file`);
   }
 }
+
+/**
+ * How long a write transaction waits for a write lock held by another process before it
+ * fails with SQLITE_BUSY (the replica then retries the batch after a pause).
+ */
+export const WRITE_BUSY_TIMEOUT_MS = 100;
 
 const p = <K extends string>(k: K) => sql.placeholder(k);
 const COLUMNS = ['organizationId', 'emailAddress', 'status', 'expiresAt', 'createdAt', 'updatedAt', 'confirmedAt', 'source', 'deletedAt', 'raw'] as const;
@@ -64,8 +71,18 @@ export class ReplicaWriter {
    * means another writer. Undefined until the first `position()` read.
    */
   private committed: ReplicaPosition | null | undefined;
+  /** The position the transaction under way wrote, committed with it. */
+  private moved: ReplicaPosition | undefined;
+  /** The writes' busy timeout, and back to the connection's own for reads. */
+  private readonly shortWait: Database.Statement;
+  private readonly readWait: Database.Statement;
 
-  constructor(private readonly conn: MirrorConnection) {
+  constructor(
+    private readonly conn: MirrorConnection,
+    { busyTimeoutMs = WRITE_BUSY_TIMEOUT_MS }: { busyTimeoutMs?: number } = {},
+  ) {
+    this.shortWait = conn.sqlite.prepare(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
+    this.readWait = conn.sqlite.prepare(`PRAGMA busy_timeout = ${conn.busyTimeoutMs}`);
     const db = conn.db;
     this.upsert = positional(
       conn.sqlite,
@@ -175,12 +192,30 @@ export class ReplicaWriter {
     const inFile = this.position();
     if (expected !== undefined && !samePosition(inFile, expected)) throw new PositionConflictError(this.conn.path);
     this.savePosition.run({ ...to, updatedAt: Date.now() });
-    this.committed = { ...to };
+    // Expected from now on only once the transaction has committed: a commit that fails (a
+    // full disk fails at COMMIT, when the WAL is written) leaves the file where it was.
+    this.moved = { ...to };
   }
 
+  /**
+   * One write transaction. It waits at most WRITE_BUSY_TIMEOUT_MS for a write lock another
+   * process holds (SQLITE_BUSY then): better-sqlite3 is synchronous, and a longer wait would
+   * stall the event loop that serves webhooks and health checks; the replica retries the
+   * batch later. Reads through the same connection keep the connection's own, longer timeout.
+   */
   private transaction<T>(fn: () => T): T {
     if (this.conn.readonly) throw new Error('the mirror was opened read-only');
-    return this.conn.sqlite.transaction(fn).immediate();
+    const sqlite = this.conn.sqlite;
+    this.shortWait.get();
+    this.moved = undefined;
+    try {
+      const result = sqlite.transaction(fn).immediate();
+      if (this.moved) this.committed = this.moved;
+      return result;
+    } finally {
+      this.moved = undefined;
+      if (sqlite.open) this.readWait.get();
+    }
   }
 }
 

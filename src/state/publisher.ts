@@ -23,7 +23,11 @@ export type InvitationState =
       kind: 'gone';
       id: string;
       organizationId: string;
-      /** The newest `updated_at` known from elsewhere (the webhook that caused the fetch). */
+      /**
+       * BAPI's last version of it, when the caller holds one (a stored row's), never an
+       * event's `updated_at`. Taken only when nothing is stored: a tombstone keeps the version
+       * of the state it replaces (scripts/publish.lua).
+       */
       knownUpdatedAt?: number;
       observedAt: number;
       source: StateSource;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { clerkId, DERIVED_SOURCE, type SyncJobData } from '../queue/job.ts';
+import { clerkId, DERIVED_SOURCE, plausibleVersion, type SyncJobData } from '../queue/job.ts';
 
 const invitationEventData = z.looseObject({
   id: clerkId('orginv'),
@@ -7,21 +7,34 @@ const invitationEventData = z.looseObject({
   updated_at: z.number().int().nonnegative().optional(),
 });
 
-/** Turns one verified Clerk event into the sync job it asks for. */
-export type EventHandler = (event: { type: string; data: unknown }, receivedAt: number) => SyncJobData;
+/** A claim of an event that the job does not carry: its `updated_at` lay beyond our clock plus MAX_EVENT_CLOCK_SKEW_MS. */
+export interface FutureVersionNote {
+  organizationId: string;
+  invitationId: string;
+  updatedAt: number;
+}
 
-const invitationEvent: EventHandler = (event, receivedAt) => {
+/**
+ * Turns one verified Clerk event into the sync job it asks for; `note` hears of what the job
+ * leaves out (logged and counted by the route).
+ */
+export type EventHandler = (event: { type: string; data: unknown }, receivedAt: number, note?: (n: FutureVersionNote) => void) => SyncJobData;
+
+/**
+ * The invitation's fetch. Its `updated_at` becomes the version the job waits for, unless it
+ * lies beyond the receipt plus MAX_EVENT_CLOCK_SKEW_MS: then the job carries none, like a
+ * reconciliation's (one fetch, BAPI's answer published as it is), and nothing announces it.
+ * The event itself is still acknowledged: refused, Svix would retry it for days.
+ */
+const invitationEvent: EventHandler = (event, receivedAt, note) => {
   const parsed = invitationEventData.safeParse(event.data);
   if (!parsed.success) {
     throw new InvalidEventError(`${event.type} without a valid data.${String(parsed.error.issues[0]?.path[0] ?? 'id')}`);
   }
-  return {
-    organizationId: parsed.data.organization_id,
-    invitationId: parsed.data.id,
-    eventUpdatedAt: parsed.data.updated_at,
-    receivedAt,
-    reason: event.type,
-  };
+  const { id: invitationId, organization_id: organizationId, updated_at: updatedAt } = parsed.data;
+  const eventUpdatedAt = plausibleVersion(updatedAt, receivedAt);
+  if (updatedAt !== undefined && eventUpdatedAt === undefined) note?.({ organizationId, invitationId, updatedAt });
+  return { organizationId, invitationId, eventUpdatedAt, receivedAt, reason: event.type };
 };
 
 const organizationEventData = z.looseObject({ id: clerkId('org') });

@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { Logger } from '../logger.ts';
+import { throttledLog, type Logger } from '../logger.ts';
 import { EnqueueError } from '../queue/sync-queue.ts';
-import { syncJobKey, type SyncJobData } from '../queue/job.ts';
+import { MAX_EVENT_CLOCK_SKEW_MS, syncJobKey, type SyncJobData } from '../queue/job.ts';
 import type { PipelineStats } from '../stats.ts';
-import { eventHandlers, InvalidEventError } from './events.ts';
+import { eventHandlers, InvalidEventError, type FutureVersionNote } from './events.ts';
 import { WebhookRejection, WebhookVerifier } from './verify.ts';
 
 export interface WebhookRouteOptions {
@@ -30,6 +30,16 @@ export const WEBHOOK_PATH = '/webhooks/clerk';
 export async function webhookRoutes(app: FastifyInstance, opts: WebhookRouteOptions): Promise<void> {
   const { enqueue, log, stats, bodyLimit = 256 * 1024, now = Date.now } = opts;
   const verifier = new WebhookVerifier(opts.signingSecret);
+  const throttled = throttledLog(log, 60_000, now);
+  const futureVersion = (type: string, receivedAt: number) => (n: FutureVersionNote) => {
+    stats.suspectEvents.futureUpdatedAt++;
+    throttled(
+      'warn',
+      'future-updated-at',
+      { type, organizationId: n.organizationId, invitationId: n.invitationId, updatedAt: n.updatedAt, aheadMs: n.updatedAt - receivedAt },
+      `a signed event's updated_at lies more than ${MAX_EVENT_CLOCK_SKEW_MS / 60_000} min past our clock (a Clerk bug or a leaked signing secret): its invitation is fetched, the value is not taken as a version`,
+    );
+  };
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
@@ -60,7 +70,7 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookRouteOpti
     }
     let job: SyncJobData;
     try {
-      job = handler(event, receivedAt);
+      job = handler(event, receivedAt, futureVersion(event.type, receivedAt));
     } catch (err) {
       if (err instanceof InvalidEventError) return refuse(reply, 400, 'malformed_body', err.message);
       throw err;
@@ -71,7 +81,9 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookRouteOpti
       stats.enqueued(performance.now() - enqueueStart);
     } catch (err) {
       stats.webhook('unavailable', event.type);
-      log.error({ err: (err as Error).message, job: syncJobKey(job) }, 'could not make the event durable; answered 503 so Svix retries');
+      // While Redis refuses (down, out of memory, a replica) every delivery and every Svix
+      // retry fails alike: one line per interval with the count, not one per request.
+      throttled('error', 'enqueue', { err: (err as Error).message, job: syncJobKey(job) }, 'could not make the event durable; answered 503 so Svix retries');
       if (err instanceof EnqueueError) return reply.code(503).header('retry-after', '5').send({ error: 'queue_unavailable' });
       throw err;
     }

@@ -2,7 +2,18 @@ import { DelayedError, UnrecoverableError, Worker, type Job, type Queue } from '
 import { BapiRateLimitedError, classifyError, statusOf, type BapiError } from '../clerk/bapi-errors.ts';
 import type { BapiClient } from '../clerk/client.ts';
 import { throttledLog, type Logger } from '../logger.ts';
-import { BATCH_WAIT_MS, isInvitationJob, syncJobSchema, type BatchJobData, type DerivedJobData, type InvitationJobData, type OrganizationJobData, type SyncJobData } from '../queue/job.ts';
+import {
+  BATCH_WAIT_MS,
+  isInvitationJob,
+  MAX_EVENT_CLOCK_SKEW_MS,
+  plausibleVersion,
+  syncJobSchema,
+  type BatchJobData,
+  type DerivedJobData,
+  type InvitationJobData,
+  type OrganizationJobData,
+  type SyncJobData,
+} from '../queue/job.ts';
 import { BATCH_THRESHOLD, type BatchResult } from './batch.ts';
 import type { RefreshResult } from './derived.ts';
 import type { InvitationState, PublishedState, PublishOutcome } from '../state/publisher.ts';
@@ -56,6 +67,11 @@ export interface ProcessorDeps {
 export interface SyncResult {
   outcome: PublishOutcome;
   gone: boolean;
+  /**
+   * BAPI 404'd the invitation under the job's organization while the shared state holds it
+   * under another: nothing was tombstoned (the event named the wrong organization).
+   */
+  otherOrganization?: boolean;
   /** True when the shared state already held the event's version and BAPI was not called. */
   skipped?: boolean;
   /** Organization jobs: how many invitations were tombstoned because Clerk no longer has the organization. */
@@ -132,10 +148,17 @@ export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch,
    * organization has a burst of announcements, for its batch.
    */
   async function alreadyHeld(data: InvitationJobData): Promise<{ skip?: SyncResult; burst: boolean; announced?: number }> {
-    if (data.eventUpdatedAt === undefined || !held) return { burst: false };
+    const own = eventVersion(data);
+    if (own === undefined || !held) return { burst: false };
     const h = await held({ invitationId: data.invitationId, organizationId: data.organizationId });
-    if (holdsAnnounced(h)) return { skip: { outcome: 'unchanged', gone: h.stored!.deleted, skipped: true }, burst: false };
-    return { burst: h.recent >= BATCH_THRESHOLD, announced: h.announced };
+    // Versions past our clock are no versions of Clerk's: an announcement by a receiver of an
+    // older release (the job's own version stands in for it), a tombstone such a release
+    // stamped with one (fetched: BAPI says what it is).
+    const plausible = (v: number | undefined) => (v !== undefined && v <= now() + MAX_EVENT_CLOCK_SKEW_MS ? v : undefined);
+    const announced = h.announced === undefined ? undefined : (plausible(h.announced) ?? own);
+    const stored = h.stored && plausible(h.stored.updatedAt) !== undefined ? h.stored : undefined;
+    if (holdsAnnounced({ ...h, stored, announced })) return { skip: { outcome: 'unchanged', gone: stored!.deleted, skipped: true }, burst: false };
+    return { burst: h.recent >= BATCH_THRESHOLD, announced };
   }
 
   /**
@@ -178,17 +201,12 @@ export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch,
   async function fetchState(data: InvitationJobData, job: Job<SyncJobData>, announced: number | undefined): Promise<InvitationState> {
     const got = await callBapi(() => bapi.getOrganizationInvitation(data.organizationId, data.invitationId), job);
     if (got === NOT_FOUND) {
-      return {
-        kind: 'gone',
-        id: data.invitationId,
-        organizationId: data.organizationId,
-        knownUpdatedAt: data.eventUpdatedAt,
-        observedAt: now(),
-        source: sourceOf(data),
-        receivedAt: data.receivedAt,
-      };
+      // No version of the event's: a tombstone keeps BAPI's (scripts/publish.lua).
+      return { kind: 'gone', id: data.invitationId, organizationId: data.organizationId, observedAt: now(), source: sourceOf(data), receivedAt: data.receivedAt };
     }
-    const wanted = Math.max(data.eventUpdatedAt ?? -1, announced ?? -1);
+    // What BAPI answers is the truth, also when its organization_id is not the job's (ids are
+    // global): the publish rule compares it like any other answer.
+    const wanted = Math.max(eventVersion(data) ?? -1, announced ?? -1);
     if (wanted >= 0 && got.invitation.updated_at < wanted) staleRead(data, job);
     return { kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: sourceOf(data), receivedAt: data.receivedAt };
   }
@@ -222,7 +240,29 @@ export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch,
     }
     // Outside the BAPI error handling: a failed publish (Redis refused it) is not an answer
     // from Clerk, so it fails only this attempt and BullMQ retries the job with backoff.
-    return { gone: state.kind === 'gone', outcome: await publish(state) };
+    const outcome = await publish(state);
+    // A 404 the publish rule refused: the shared state holds the invitation under another
+    // organization (or, rarer, saw it present after the 404, which BAPI contradicted at once).
+    if (state.kind === 'gone' && outcome === 'stale') {
+      otherOrganization(data, job);
+      return { gone: true, outcome, otherOrganization: true };
+    }
+    return { gone: state.kind === 'gone', outcome };
+  }
+
+  /**
+   * The 404 says only that the invitation is not in the organization the event named: the
+   * state stored under its own organization stands, and the invitation's own events (or
+   * reconciliation) keep it current. Counted and logged once a minute at most, ids only.
+   */
+  function otherOrganization(data: InvitationJobData, job: Job<SyncJobData>): void {
+    stats.suspectEvents.otherOrganization++;
+    throttled(
+      'warn',
+      'other-organization',
+      { jobId: job.id, invitationId: data.invitationId, organizationId: data.organizationId, reason: data.reason },
+      'BAPI 404s the invitation under the organization its event named, but the shared state holds it under another: not tombstoned (an event naming the wrong organization: a Clerk bug or a leaked signing secret)',
+    );
   }
 
   async function syncInvitation(data: InvitationJobData, job: Job<SyncJobData>, token: string | undefined): Promise<SyncResult> {
@@ -231,7 +271,7 @@ export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch,
     // where a bulk invite's pages find them; accepted or revoked old ones may be anywhere.
     if (!skip && burst && requestBatch && !data.deferred && data.reason === 'organizationInvitation.created') await deferToBatch(data, job, token);
     const result = skip ?? (await fetchAndPublish(data, job, announced));
-    stats.writes[result.gone && !result.skipped ? 'tombstoned' : result.outcome]++;
+    stats.writes[result.gone && !result.skipped && !result.otherOrganization ? 'tombstoned' : result.outcome]++;
     if (result.skipped) stats.jobs.skipped++;
     log.debug({ jobId: job.id, invitationId: data.invitationId, ...result }, 'invitation synced');
     return result;
@@ -307,6 +347,14 @@ function callerOf(data: SyncJobData): BapiCallerName {
   // Single re-fetches a changed role or user queued (worker/derived.ts).
   if (data.reason.startsWith('role.') || data.reason.startsWith('user.')) return 'derived';
   return 'webhook';
+}
+
+/**
+ * The job's event version, when it may be one of Clerk's: a job queued by a receiver of an
+ * older release may carry one far past its receipt, which BAPI never answers.
+ */
+function eventVersion(data: InvitationJobData): number | undefined {
+  return plausibleVersion(data.eventUpdatedAt, data.receivedAt);
 }
 
 function sourceOf(data: InvitationJobData) {

@@ -7,6 +7,8 @@ import type { Held, SharedState } from '../state/shared-state.ts';
 import { TurnBatcher } from '../state/turn-batcher.ts';
 import type { Redis } from '../redis/connection.ts';
 import { throttledLog } from '../logger.ts';
+import { redisWritable, writeProbeKey } from '../redis/server-checks.ts';
+import { WriteGate } from '../redis/write-gate.ts';
 import { jitteredBackoff, type BackoffOptions } from './backoff.ts';
 import { BapiCaller } from '../maintenance/bapi-call.ts';
 import type { BapiCallerName } from '../stats.ts';
@@ -46,6 +48,9 @@ export interface SyncWorkerOptions extends Omit<ProcessorDeps, 'publish' | 'held
   backoff?: BackoffOptions;
 }
 
+/** How often one job tries its processor while Redis refuses writes for memory, before it fails as usual. */
+const OOM_TRIES = 20;
+
 /** The consumer side: a BullMQ worker running the sync processor under the global BAPI limit. */
 export class SyncWorker {
   readonly worker: Worker<SyncJobData, SyncResult>;
@@ -53,6 +58,9 @@ export class SyncWorker {
   /** Jobs this process is running, and who waits for none to be left. */
   private active = 0;
   private idleWaiters: (() => void)[] = [];
+  /** Closed while Redis is out of memory: no job is fetched, running ones wait for it. */
+  readonly writes: WriteGate;
+  private closing = false;
 
   constructor({ connection, keys, rateLimit, concurrency = 8, backoff, publisher, state, budget, enqueue, ...deps }: SyncWorkerOptions) {
     const strategy = jitteredBackoff(backoff);
@@ -74,10 +82,28 @@ export class SyncWorker {
       fetchBatch: batchCaller && shape && ((job) => fetchOrganizationBatch({ state, publisher, bapi: deps.bapi, caller: batchCaller, shape }, job)),
     });
     this.connection = connection;
+    this.writes = new WriteGate({
+      probe: () => redisWritable(connection, writeProbeKey(keys)),
+      log: deps.log,
+      what: 'sync worker',
+      // Local only (no Redis command): the worker stops fetching, running jobs go on.
+      onClosed: () => this.worker.pause(true),
+      onOpened: () => (this.closing ? undefined : this.worker.resume()),
+    });
     const tracked = async (job: Parameters<typeof processor>[0]) => {
       this.active++;
       try {
-        return await processor(job);
+        // A publish Redis refused for memory is tried again once it has memory: the job
+        // could not be moved to its retry meanwhile either, and its fetch is worth keeping.
+        for (let tries = 1; ; tries++) {
+          try {
+            return await processor(job);
+          } catch (err) {
+            if (this.closing || tries >= OOM_TRIES || !this.writes.report(err)) throw err;
+            await this.writes.whenOpen();
+            if (this.closing) throw err;
+          }
+        }
       } finally {
         if (--this.active === 0) for (const wake of this.idleWaiters.splice(0)) wake();
       }
@@ -104,7 +130,11 @@ export class SyncWorker {
     });
     // Repeats at every reconnection attempt while Redis is away: one line per interval.
     const note = throttledLog(deps.log);
-    this.worker.on('error', (err) => note('error', 'worker', { err: err.message }, 'sync worker error'));
+    // Out of memory, BullMQ retries its job fetch at once, for ever, each try an 'error':
+    // the gate pauses the worker instead and logs once.
+    this.worker.on('error', (err) => {
+      if (!this.writes.report(err)) note('error', 'worker', { err: err.message }, 'sync worker error');
+    });
   }
 
   start(): void {
@@ -118,6 +148,8 @@ export class SyncWorker {
    * @returns how many jobs were abandoned
    */
   async close(graceMs = 0): Promise<number> {
+    this.closing = true;
+    this.writes.stop();
     if (this.connection.status === 'ready' && this.active > 0 && graceMs > 0) {
       // BullMQ's own graceful close cannot be cut short once begun, so the wait is ours.
       await this.worker.pause(true);

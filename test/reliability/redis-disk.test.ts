@@ -8,12 +8,12 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import Database from 'better-sqlite3';
 import { afterAll, expect, it } from 'vitest';
 import { MANAGED_APPENDFSYNC } from '../../src/redis/managed.ts';
 import type { Simulator } from '../../src/simulator/index.ts';
 import { spawnService, startRedis, type RedisProc, type ServiceProc } from './helpers/procs.ts';
 import {
+  ackedNotInMirror,
   credentials,
   queueOf,
   recordResult,
@@ -106,20 +106,14 @@ it(`disk full under Redis during ${EVENTS} events, then a Redis crash: every 2xx
   const result = await waitConverged({ sim, queue: q.queue, dbPath, ids: load.touched, timeoutMs: scale(100_000, 300_000) });
 
   const acked = rec.acknowledged();
-  const db = new Database(dbPath, { readonly: true });
-  const version = db.prepare('SELECT updated_at FROM organization_invitations WHERE id = ? AND deleted_at IS NULL').pluck();
-  const ackedNotInMirror = [...acked.values()].filter((a) => {
-    const v = version.get(a.invitationId) as number | undefined;
-    return v === undefined || v < (a.updatedAt ?? 0);
-  });
-  db.close();
+  const notInMirror = ackedNotInMirror(acked.values(), dbPath);
   const logs = scanLogs(service.output(), creds);
   const figures = {
     appendfsync: MANAGED_APPENDFSYNC,
     eventsSent: load.events,
     webhookAnswers: rec.byStatus(),
     acknowledged: acked.size,
-    ackedNotInMirror: ackedNotInMirror.length,
+    ackedNotInMirror: notInMirror.length,
     inMirror: result.comparison.equal,
     lost: result.comparison.missing.length + result.comparison.different.length,
     convergeMs: result.ms,
@@ -130,7 +124,7 @@ it(`disk full under Redis during ${EVENTS} events, then a Redis crash: every 2xx
   recordResult('redis-disk', figures);
 
   expect(fullAt).toBeGreaterThan(0);
-  expect(ackedNotInMirror.map((a) => a.invitationId)).toEqual([]);
+  expect(notInMirror.map((a) => a.invitationId)).toEqual([]);
   // The refusals while the disk was full were retried by Svix and acknowledged later.
   expect(acked.size).toBe(load.events);
   expect(result.comparison.missing).toEqual([]);

@@ -4,9 +4,9 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, expect, it } from 'vitest';
-import Database from 'better-sqlite3';
 import { spawnService, startRedis, type RedisProc, type ServiceProc } from './helpers/procs.ts';
 import {
+  ackedNotInMirror,
   busyJobs,
   credentials,
   duplicateAcks,
@@ -87,13 +87,7 @@ it(`Redis SIGKILLed for ${DOWN_MS} ms during ${EVENTS} events: every 2xx is in t
   const refusedThenAcked = [...refusedIds].filter((id) => acked.has(id)).length;
 
   // Every acknowledged event's invitation is in the mirror at (at least) the event's version.
-  const db = new Database(dbPath, { readonly: true });
-  const version = db.prepare('SELECT updated_at FROM organization_invitations WHERE id = ? AND deleted_at IS NULL').pluck();
-  const ackedNotInMirror = [...acked.values()].filter((a) => {
-    const v = version.get(a.invitationId) as number | undefined;
-    return v === undefined || v < (a.updatedAt ?? 0);
-  });
-  db.close();
+  const notInMirror = ackedNotInMirror(acked.values(), dbPath);
 
   const failed = await q.queue.getFailed();
   const delivery = sim.delivery.stats();
@@ -109,7 +103,7 @@ it(`Redis SIGKILLed for ${DOWN_MS} ms during ${EVENTS} events: every 2xx is in t
     refused503: refusedIds.size,
     refusedThenAcknowledged: refusedThenAcked,
     acknowledged: acked.size,
-    ackedNotInMirror: ackedNotInMirror.length,
+    ackedNotInMirror: notInMirror.length,
     inMirror: result.comparison.equal,
     lost: result.comparison.missing.length + result.comparison.different.length,
     duplicateDeliveries: duplicateAcks(rec),
@@ -130,7 +124,7 @@ it(`Redis SIGKILLed for ${DOWN_MS} ms during ${EVENTS} events: every 2xx is in t
   expect(outageStatuses).toEqual({ 503: duringOutage.length });
   expect(refusedIds.size).toBeGreaterThan(0);
   expect(refusedThenAcked).toBe(refusedIds.size);
-  expect(ackedNotInMirror.map((a) => a.invitationId)).toEqual([]);
+  expect(notInMirror.map((a) => a.invitationId)).toEqual([]);
   expect(acked.size).toBe(load.events);
   expect(result.comparison.missing).toEqual([]);
   expect(result.comparison.different).toEqual([]);

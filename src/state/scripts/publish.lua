@@ -1,8 +1,13 @@
 -- The one rule by which canonical states enter the shared state. For each state: compare it
--- with the snapshot; if it is newer, or has the same updated_at but different content (or
--- presence) and was observed later, store it in the snapshot and append it to the change
--- stream, both in this one atomic script. A tombstone (BAPI answered 404) takes the newest
--- version known, so a late, older state cannot bring the invitation back.
+-- with the snapshot; if it is newer, or has the same updated_at but different content and
+-- was observed later, store it in the snapshot and append it to the change stream, both in
+-- this one atomic script. Between a 404 and a 200 (presence) the later observation wins:
+-- a tombstone keeps the version of the state it replaced, BAPI's, never one an event
+-- announced (an event's updated_at is only a claim: a far-future one would keep the
+-- invitation out for good); a state observed after the 404 revives it unless it is older
+-- than the state BAPI gave before the 404 (a lagging read). A 404 under an organization
+-- other than the one the snapshot holds the invitation under changes nothing: it says only
+-- that the invitation is not in that organization (an event that named the wrong one).
 --
 -- KEYS[1] meta, KEYS[2] snapshot, KEYS[3] changes stream, KEYS[4] records, KEYS[5] expiries,
 -- KEYS[6] organizations
@@ -53,27 +58,62 @@ local RS = '\30'
 local changed = {}
 local outcomes = {}
 
+-- The version BAPI gave for the state a tombstone replaced: the updated_at of the JSON the
+-- tombstone keeps, 0 when it keeps none (BAPI never answered one). Not the tombstone's own
+-- version: releases before this one raised it to the updated_at of the event behind the 404.
+local function answered_version(cur, at)
+  local nl = string.find(cur, '\n', at, true)
+  if not nl or nl == #cur then return 0 end
+  local ok, json = pcall(cjson.decode, string.sub(cur, nl + 1))
+  if ok and type(json) == 'table' and type(json.updated_at) == 'number' then return json.updated_at end
+  return 0
+end
+
 for i = 7, #ARGV, 9 do
   local id, u, gone, c, h, tail, r = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1', tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   local member, expiry = ARGV[i + 7], ARGV[i + 8]
   local snapshot = string.sub(id, 1, 4) == 'org_' and organizations or invitations
   local cur = redis.call('HGET', snapshot, id)
   local outcome, value
+  -- An invitation's organization: the state's from its expiry member, the stored one's from
+  -- the first of its fields (`["org_…",…`).
+  local organization = member ~= '' and string.match(member, '^([^/]*)/') or nil
+  local stored_organization
   if cur then
     local su, sc, sd, sh, at = string.match(cur, '^(%d+)|(%d+)|([01])|([^|]*)|()')
     su, sc = tonumber(su), tonumber(sc)
     local stored_gone = sd == '1'
-    if gone and su > u then u = su end
-    if u > su then
-      outcome = 'updated'
-    elseif u < su then
-      outcome = 'stale'
-    elseif gone == stored_gone and (gone or h == sh) then
+    stored_organization = organization and string.match(cur, '^%["([^"]*)"', at)
+    local other_organization = stored_organization ~= nil and stored_organization ~= organization
+    local later = c > sc and 'updated' or 'stale'
+    if gone then
+      -- The tombstone keeps the stored version, BAPI's. A 404 under another organization than
+      -- the stored one says only that the invitation is not there: nothing changes.
+      u = su
+      if other_organization then
+        outcome = 'stale'
+      elseif stored_gone then
+        outcome = 'unchanged'
+      else
+        outcome = later
+      end
+    elseif stored_gone then
+      -- A tombstone under another organization (a 404 there when nothing was known of the
+      -- invitation) says nothing about this one; else the later observation wins, unless it
+      -- is older than what BAPI answered before the 404 (a lagging read).
+      if other_organization then
+        outcome = 'updated'
+      elseif u < answered_version(cur, at) then
+        outcome = 'stale'
+      else
+        outcome = later
+      end
+    elseif u ~= su then
+      outcome = u > su and 'updated' or 'stale'
+    elseif h == sh then
       outcome = 'unchanged'
-    elseif c > sc then
-      outcome = 'updated'
     else
-      outcome = 'stale'
+      outcome = later
     end
     if outcome == 'updated' then
       if gone then
@@ -94,6 +134,10 @@ for i = 7, #ARGV, 9 do
     changed[#changed + 1] = id .. '|' .. r .. '|' .. value
   end
   if not dry and outcome ~= 'stale' and member ~= '' then
+    -- BAPI answered it under another organization (ids are global: its answer is the truth).
+    if stored_organization and stored_organization ~= organization then
+      redis.call('ZREM', expiries, stored_organization .. '/' .. id)
+    end
     -- Only an expiry still ahead: a pending state past its expires_at is not scheduled again.
     if expiry ~= '' and tonumber(expiry) > now then
       redis.call('ZADD', expiries, expiry, member)

@@ -324,3 +324,17 @@ export function duplicateRows(dbPath: string): number {
     db.close();
   }
 }
+
+/** Acknowledged events whose invitation the mirror file lacks, or holds at an older version than the event's. */
+export function ackedNotInMirror<A extends { invitationId?: string; updatedAt?: number }>(acked: Iterable<A>, dbPath: string): A[] {
+  const db = new Database(dbPath, { readonly: true });
+  try {
+    const version = db.prepare('SELECT updated_at FROM organization_invitations WHERE id = ? AND deleted_at IS NULL').pluck();
+    return [...acked].filter((a) => {
+      const v = version.get(a.invitationId) as number | undefined;
+      return v === undefined || v < (a.updatedAt ?? 0);
+    });
+  } finally {
+    db.close();
+  }
+}
