@@ -31,8 +31,6 @@ import { BIN, ROOT, freePort, spawnService, startRedis, type RedisProc, type Ser
 import { compareMirror, credentials, queueOf, recordResult, recordWebhookAnswers, runLoad, scale, scanLogs, scratchDir, serviceEnv, startSim, waitConverged } from './helpers/scenario.ts';
 
 const tmp = scratchDir('sqlite-ops');
-// Readable by others: one start-up case runs as nobody.
-chmodSync(tmp.path, 0o755);
 const creds = credentials();
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 const mounts: string[] = [];
@@ -464,8 +462,10 @@ describe('a corrupted file', () => {
 });
 
 /** `start --role …` (or another command) through the binary until it exits: its code and the lines of its stderr that are not JSON logs. */
-async function runToExit(args: string[], env: Record<string, string>, { asNobody = false } = {}): Promise<{ code: number | null; lines: string[] }> {
-  const command = asNobody ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath] : [process.execPath];
+async function runToExit(args: string[], env: Record<string, string>, { withoutDacOverride = false } = {}): Promise<{ code: number | null; lines: string[] }> {
+  // Root without the capabilities that bypass file permissions: a read-only file is then
+  // refused as for any user, while the checkout (wherever CI cloned it) stays readable.
+  const command = withoutDacOverride ? ['setpriv', '--bounding-set=-dac_override,-dac_read_search,-fowner', process.execPath] : [process.execPath];
   const child = spawn(command[0]!, [...command.slice(1), BIN, ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/tmp', NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(await freePort()), RECONCILE_INTERVAL_MS: '0', ...env },
@@ -498,7 +498,7 @@ describe('start-up names the file and what to do', () => {
     db.prepare('INSERT INTO __drizzle_migrations (hash, created_at) VALUES (?, ?)').run('from-a-later-version', 4_102_444_800_000);
     db.close();
     const n = expectedMigrations();
-    const cases: { name: string; args?: string[]; path: string; asNobody?: boolean; want: string }[] = [
+    const cases: { name: string; args?: string[]; path: string; withoutDacOverride?: boolean; want: string }[] = [
       { name: 'not a database', path: garbage, want: `${garbage} is not a SQLite database: move it away or point MIRROR_DB_PATH elsewhere` },
       { name: 'not a database (migrate)', args: ['migrate', '--db', garbage], path: garbage, want: `${garbage} is not a SQLite database: move it away or point MIRROR_DB_PATH elsewhere` },
       { name: 'a directory', path: directory, want: `${directory} is a directory, not a SQLite file: point MIRROR_DB_PATH at a file (e.g. ${join(directory, 'mirror.db')})` },
@@ -508,16 +508,16 @@ describe('start-up names the file and what to do', () => {
         want: `cannot create the directory ${join(ro, 'sub')} for the mirror ${join(ro, 'sub', 'mirror.db')}: ${ro} is on a read-only filesystem: create it (writable by this user), or point MIRROR_DB_PATH elsewhere`,
       },
       { name: 'a file on a read-only filesystem', path: join(ro, 'mirror.db'), want: `cannot write ${join(ro, 'mirror.db')}: it is on a read-only filesystem: the replica writes it, or point MIRROR_DB_PATH elsewhere` },
-      { name: 'permission denied', path: join(dir, 'root-owned.db'), asNobody: true, want: 'not writable by this process (uid 65534): permission denied' },
+      { name: 'permission denied', path: join(dir, 'read-only.db'), withoutDacOverride: true, want: `not writable by this process (uid ${process.getuid?.()}): permission denied` },
       {
         name: 'a newer version',
         path: newer,
         want: `${newer} was written by a newer version of clerk-invitation-mirror: its schema has ${n + 1} migration(s), 1 of which this version (${packageVersion()}, ${n} migrations, up to `,
       },
     ];
-    seedMirror(dir, 'root-owned.db', []);
+    chmodSync(seedMirror(dir, 'read-only.db', []), 0o444);
     const outcomes: Record<string, { code: number | null; lines: string[] }> = {};
-    for (const c of cases) outcomes[c.name] = await runToExit(c.args ?? ['start', '--role', 'replica'], env(c.path), { asNobody: c.asNobody });
+    for (const c of cases) outcomes[c.name] = await runToExit(c.args ?? ['start', '--role', 'replica'], env(c.path), { withoutDacOverride: c.withoutDacOverride });
     recordResult('sqlite-ops-startup', Object.fromEntries(Object.entries(outcomes).map(([k, v]) => [k, { code: v.code, line: v.lines[0] }])));
     for (const c of cases) {
       const o = outcomes[c.name]!;
