@@ -18,7 +18,6 @@ import { Closers } from './lifecycle/closers.ts';
 import { closeRedis, connectRedis, type Redis } from './redis/connection.ts';
 import { waitForRedis } from './redis/wait.ts';
 import { checkRedisServer, EvictionPolicyWatch, redisWritable, writeProbeKey } from './redis/server-checks.ts';
-import { warnIfNotDurable } from './redis/durability.ts';
 import { ManagedRedis } from './redis/managed.ts';
 import { managedRedisDir } from './redis/resolve.ts';
 import { Replica, replicaReadiness } from './replica/replica.ts';
@@ -136,10 +135,9 @@ export async function startService(o: ServiceOptions): Promise<Service> {
       if (has('receiver') || has('worker')) {
         await waitForRedis(redisUrl, { timeoutMs: config.redisConnectTimeoutMs, signal, log });
         // A Cluster node or an evicting Redis: one line now, not MOVED or lost jobs later.
-        await checkRedisServer(redisUrl, { log });
+        await checkRedisServer(redisUrl, { log, durability: has('receiver') });
       }
       signal?.throwIfAborted();
-      if (has('receiver')) void warnIfNotDurable(redisUrl, log);
       const connect = (failFast: boolean) => {
         const c = connectRedis(redisUrl!, { failFast });
         c.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));

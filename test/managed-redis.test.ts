@@ -6,6 +6,7 @@ import { startSimulator, type Simulator } from '../src/simulator/index.ts';
 import { killAllChildren, spawnCli, type CliProcess } from './helpers/child.ts';
 import { tempDir, waitUntil } from './helpers/fixtures.ts';
 import { isolatedRedisUrl, SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
+import { redisAnswers } from './helpers/own-redis.ts';
 
 const tmp = tempDir();
 let sim: Simulator;
@@ -30,19 +31,6 @@ const env = (db: string) => ({
 const start = (db: string): CliProcess => spawnCli(['start'], env(db));
 const startedUrl = async (p: CliProcess) => (await p.waitFor(/"url":"(http:\/\/[^"]+)"[^\n]*clerk-invitation-mirror started/, 30_000))[1]!;
 
-async function answers(url: string): Promise<boolean> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  r.on('error', () => {});
-  try {
-    await r.connect();
-    return (await r.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
-}
-
 describe('the private redis-server', () => {
   it('a second start on the same data directory refuses with one line and leaves the first one working', async () => {
     const db = join(tmp.path, 'twice/mirror.db');
@@ -54,10 +42,10 @@ describe('the private redis-server', () => {
     // The first one's Redis was neither adopted nor stopped by the second.
     await waitUntil(async () => (await fetch(`${url}/readyz`)).status === 200, 'the first one ready');
     const redisUrl = readFileSync(join(tmp.path, 'twice/redis/redis.url'), 'utf8').trim();
-    expect(await answers(redisUrl)).toBe(true);
+    expect(await redisAnswers(redisUrl)).toBe(true);
     first.child.kill('SIGTERM');
     expect(await first.exited).toBe(0);
-    expect(await answers(redisUrl)).toBe(false);
+    expect(await redisAnswers(redisUrl)).toBe(false);
     expect(existsSync(join(tmp.path, 'twice/redis/redis.lock'))).toBe(false);
   });
 
@@ -90,12 +78,12 @@ describe('the private redis-server', () => {
     first.child.kill('SIGKILL');
     await first.exited;
     // Its own process group: the orphan outlives the SIGKILLed service.
-    expect(await answers(redisUrl)).toBe(true);
+    expect(await redisAnswers(redisUrl)).toBe(true);
     const second = start(db);
     await startedUrl(second);
     expect(readFileSync(join(tmp.path, 'crash/redis/redis.url'), 'utf8').trim()).toBe(redisUrl);
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
-    expect(await answers(redisUrl)).toBe(false);
+    expect(await redisAnswers(redisUrl)).toBe(false);
   });
 });

@@ -36,3 +36,19 @@ export async function closeRedis(redis: Redis, timeoutMs = 1000): Promise<void> 
   clearTimeout(timer);
   redis.disconnect();
 }
+
+/**
+ * Runs `fn` on a connection of its own that never retries or queues (a start-up check, a
+ * look at a server we may not own), and always disconnects it. Rejects when `url` does not
+ * answer within `connectTimeoutMs`.
+ */
+export async function withOneShotRedis<T>(url: string, fn: (redis: Redis) => Promise<T>, { connectTimeoutMs = 5000 } = {}): Promise<T> {
+  const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: connectTimeoutMs });
+  r.on('error', () => {});
+  try {
+    await r.connect();
+    return await fn(r);
+  } finally {
+    r.disconnect();
+  }
+}

@@ -1,6 +1,4 @@
-import { Redis } from 'ioredis';
-import type { Logger } from '../logger.ts';
-import type { Redis as RedisConnection } from './connection.ts';
+import type { Redis } from './connection.ts';
 
 /**
  * Why an acknowledged webhook could be lost if this Redis crashed, or undefined when it
@@ -9,7 +7,7 @@ import type { Redis as RedisConnection } from './connection.ts';
  * acknowledged jobs; with a failing disk, more). A Redis that does not let us read its
  * configuration (managed services rename CONFIG) answers undefined: nothing to go on.
  */
-export async function durabilityProblem(redis: RedisConnection): Promise<string | undefined> {
+export async function durabilityProblem(redis: Redis): Promise<string | undefined> {
   let settings: string[];
   try {
     settings = (await redis.call('CONFIG', 'GET', 'append*')) as string[];
@@ -23,17 +21,3 @@ export async function durabilityProblem(redis: RedisConnection): Promise<string 
   return undefined;
 }
 
-/** Logs `durabilityProblem` once, with the settings that fix it. */
-export async function warnIfNotDurable(url: string, log: Logger): Promise<void> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
-  r.on('error', () => {});
-  try {
-    await r.connect();
-    const problem = await durabilityProblem(r);
-    if (problem) log.warn({ problem }, 'Redis may lose acknowledged webhooks: set appendonly yes and appendfsync always (README, "Redis")');
-  } catch {
-    // waitForRedis has just reached it; a failure here is the readiness checks' to report.
-  } finally {
-    r.disconnect();
-  }
-}

@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { realpathSync } from 'node:fs';
 import { DirLock } from './dir-lock.ts';
-import { Redis } from 'ioredis';
+import { withOneShotRedis } from './connection.ts';
 import { createServer } from 'node:net';
 
 export interface ManagedRedisOptions {
@@ -114,10 +114,7 @@ export class ManagedRedis {
       rmSync(this.urlFile, { force: true });
       rmSync(join(this.opts.dir, OWNER_FILE), { force: true });
       if (this.adopted) {
-        const r = new Redis(this.adopted, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-        r.on('error', () => {});
-        await r.connect().then(() => r.shutdown()).catch(() => {});
-        r.disconnect();
+        await withOneShotRedis(this.adopted, (r) => r.shutdown()).catch(() => {});
         return;
       }
       const child = this.child;
@@ -174,17 +171,18 @@ export class ManagedRedisInUseError extends Error {
 const OWNER_FILE = 'redis.owner.json';
 
 async function serverIdentity(url: string): Promise<{ runId: string; dir: string } | undefined> {
-  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000 });
-  r.on('error', () => {});
   try {
-    await r.connect();
-    const runId = /^run_id:(\w+)/m.exec(await r.info('server'))?.[1];
-    const [, dir] = (await r.config('GET', 'dir')) as [string, string];
-    return runId ? { runId, dir } : undefined;
+    return await withOneShotRedis(
+      url,
+      async (r) => {
+        const runId = /^run_id:(\w+)/m.exec(await r.info('server'))?.[1];
+        const [, dir] = (await r.config('GET', 'dir')) as [string, string];
+        return runId ? { runId, dir } : undefined;
+      },
+      { connectTimeoutMs: 1000 },
+    );
   } catch {
     return undefined;
-  } finally {
-    r.disconnect();
   }
 }
 

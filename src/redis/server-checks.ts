@@ -1,5 +1,7 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from '../logger.ts';
+import { withOneShotRedis } from './connection.ts';
+import { durabilityProblem } from './durability.ts';
 import { redactRedisUrl } from './wait.ts';
 
 /** Start-up refused this Redis: one line naming the setting and the fix. */
@@ -70,14 +72,13 @@ export async function redisWritable(redis: Commands, probeKey: string): Promise<
 /**
  * The start-up check, right after Redis first answers: refuses (RedisUnfitError, one line) a
  * Cluster node and a `maxmemory-policy` other than `noeviction` (an evicted job is a lost
- * event); warns once when the policy cannot be read, and when the server is a replica.
+ * event); warns once when the policy cannot be read, when the server is a replica, and, with
+ * `durability` (a receiver: its 2xx promises the job survives a crash), when Redis could lose
+ * acknowledged jobs (`durabilityProblem`).
  */
-export async function checkRedisServer(url: string, { log }: { log?: Logger } = {}): Promise<void> {
+export async function checkRedisServer(url: string, { log, durability = false }: { log?: Logger; durability?: boolean } = {}): Promise<void> {
   const where = redactRedisUrl(url);
-  const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: 5000 });
-  r.on('error', () => {});
-  try {
-    await r.connect();
+  await withOneShotRedis(url, async (r) => {
     let cluster: string | undefined;
     try {
       cluster = infoField(await r.info('cluster'), 'cluster_enabled');
@@ -93,9 +94,9 @@ export async function checkRedisServer(url: string, { log }: { log?: Logger } = 
     }
     const role = infoField(await r.info('replication').catch(() => ''), 'role');
     if (role === 'slave' || role === 'replica') log?.warn({ redis: where }, REPLICA_PROBLEM);
-  } finally {
-    r.disconnect();
-  }
+    const problem = durability ? await durabilityProblem(r) : undefined;
+    if (problem) log?.warn({ problem }, 'Redis may lose acknowledged webhooks: set appendonly yes and appendfsync always (README, "Redis")');
+  });
 }
 
 /**

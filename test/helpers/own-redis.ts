@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { Redis } from 'ioredis';
+import { withOneShotRedis } from '../../src/redis/connection.ts';
 import { freePort, redisServerArgs } from '../../src/redis/managed.ts';
 import { waitUntil } from './fixtures.ts';
 
@@ -12,16 +12,7 @@ export function killOwnRedises(): void {
 
 /** Whether a Redis answers PING at `url` (without retrying). */
 export async function redisAnswers(url: string): Promise<boolean> {
-  const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-  r.on('error', () => {});
-  try {
-    await r.connect();
-    return (await r.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    r.disconnect();
-  }
+  return withOneShotRedis(url, async (r) => (await r.ping()) === 'PONG').catch(() => false);
 }
 
 /** A redis-server of the test's own (no AOF), to kill under a running service. */
