@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { withTimeout } from '../lifecycle/time-limit.ts';
 
 /** One readiness probe: resolves to `true`, or to a short reason it is not ready. */
 export type ReadinessCheck = () => Promise<true | string>;
@@ -17,16 +18,11 @@ export async function healthRoutes(app: FastifyInstance, { checks, checkTimeoutM
   app.get('/readyz', async (_req, reply) => {
     const results = await Promise.all(
       Object.entries(checks).map(async ([name, check]) => {
-        let timer: NodeJS.Timeout | undefined;
-        const timeout = new Promise<string>((resolve) => {
-          timer = setTimeout(() => resolve(`no answer within ${checkTimeoutMs} ms`), checkTimeoutMs);
-        });
         try {
-          return [name, await Promise.race([check(), timeout])] as const;
+          return [name, await withTimeout(Promise.resolve().then(check), checkTimeoutMs)] as const;
         } catch (err) {
+          // A timeout reads `no answer within … ms`.
           return [name, (err as Error).message] as const;
-        } finally {
-          clearTimeout(timer);
         }
       }),
     );

@@ -4,6 +4,7 @@ import { packageVersion } from '../clerk/client.ts';
 import type { ReplicaStatus } from '../replica/replica.ts';
 import type { PipelineStats } from '../stats.ts';
 import { bearerAuth } from './auth.ts';
+import { withTimeout } from '../lifecycle/time-limit.ts';
 
 export interface CreateMetricsOptions {
   /** The pipeline's counters; read at every scrape, never copied. */
@@ -249,17 +250,11 @@ export function createMetrics(opts: CreateMetricsOptions): MirrorMetrics {
       registers,
       async collect() {
         this.reset();
-        let timer: NodeJS.Timeout | undefined;
         try {
-          const timeout = new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error('timeout')), collectTimeoutMs);
-          });
-          const counts = await Promise.race([queueCounts(), timeout]);
+          const counts = await withTimeout(queueCounts(), collectTimeoutMs);
           for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
         } catch {
           collectErrors.inc({ source: 'queue' });
-        } finally {
-          clearTimeout(timer);
         }
       },
     });

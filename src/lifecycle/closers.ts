@@ -1,4 +1,5 @@
 import type { Logger } from '../logger.ts';
+import { withTimeout } from './time-limit.ts';
 
 /** What `Closers.closeAll` did: the closers it gave up on at the deadline, and the ones that threw. */
 export interface CloseReport {
@@ -34,8 +35,7 @@ export class Closers {
       // A closer past the deadline still starts: most (a SIGTERM to redis-server, a socket
       // destroyed) act at once and only their waiting is cut short.
       const left = Math.max(0, deadlineAt - Date.now());
-      let timer: NodeJS.Timeout | undefined;
-      const outcome = await Promise.race([
+      const outcome = await withTimeout(
         Promise.resolve()
           .then(() => close(deadlineAt))
           .then(
@@ -45,9 +45,8 @@ export class Closers {
               return 'failed' as const;
             },
           ),
-        new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), left))),
-      ]);
-      clearTimeout(timer);
+        left,
+      ).catch(() => 'timeout' as const);
       if (outcome === 'timeout') {
         report.timedOut.push(name);
         this.log.warn({ resource: name }, 'did not close before the shutdown deadline: abandoned');

@@ -6,6 +6,7 @@ import { RecentKeys } from './recent-keys.ts';
 import { BATCH_WAIT_MS, isInvitationJob, syncJobKey, syncJobSchema, type SyncJobData } from './job.ts';
 import { SYNC_JOB_NAME, SYNC_QUEUE } from './names.ts';
 import type { MirrorKeys } from '../state/keys.ts';
+import { withTimeout } from '../lifecycle/time-limit.ts';
 
 export interface SyncQueueOptions {
   connection: Redis;
@@ -91,10 +92,6 @@ export class SyncQueue {
    */
   async enqueue(data: SyncJobData): Promise<void> {
     const job = syncJobSchema.parse(data);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new EnqueueError(`Redis did not accept the job within ${this.enqueueTimeoutMs} ms`)), this.enqueueTimeoutMs);
-    });
     // Webhooks received in the same turn reach Redis in one write.
     this.writes?.hold();
     try {
@@ -103,15 +100,14 @@ export class SyncQueue {
         isInvitationJob(job) && job.eventUpdatedAt !== undefined
           ? this.announced.raise(job.invitationId, job.eventUpdatedAt, { organizationId: job.organizationId, receivedAt: job.receivedAt })
           : undefined;
-      await Promise.race([
+      await withTimeout(
         Promise.all([raised, this.queue.add(SYNC_JOB_NAME, job, syncJobOptions(job, { delayMs: this.delayFor(job), attempts: this.attempts }))]),
-        timeout,
-      ]);
+        this.enqueueTimeoutMs,
+        () => new EnqueueError(`Redis did not accept the job within ${this.enqueueTimeoutMs} ms`),
+      );
     } catch (err) {
       if (err instanceof EnqueueError) throw err;
       throw new EnqueueError(`Redis refused the job: ${(err as Error).message}`, { cause: err });
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import { settledWithin } from '../lifecycle/time-limit.ts';
 
 export type { Redis } from 'ioredis';
 
@@ -31,9 +32,7 @@ export async function closeRedis(redis: Redis, timeoutMs = 1000): Promise<void> 
     redis.disconnect();
     return;
   }
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([redis.quit().catch(() => {}), new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
-  clearTimeout(timer);
+  await settledWithin(redis.quit(), timeoutMs);
   redis.disconnect();
 }
 

@@ -8,6 +8,7 @@ import { BapiClient } from '../clerk/client.ts';
 import { DEFAULT_CLERK_API_URL, defaultRateLimit } from '../config.ts';
 import { ReadThrough } from './read-through.ts';
 import { Replica, type ReplicaStatus } from './replica.ts';
+import { withTimeout } from '../lifecycle/time-limit.ts';
 
 export interface CreateReplicaOptions {
   /** The Redis that holds the mirror's shared state (the service's REDIS_URL). */
@@ -80,19 +81,15 @@ export async function createReplica(options: CreateReplicaOptions): Promise<Repl
     })());
   replica.start();
   const timeoutMs = options.timeoutMs ?? 60_000;
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
+    await withTimeout(
       replica.caughtUp,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`the replica at ${path} did not catch up with the shared state at ${options.redisUrl.replace(/\/\/[^@/]*@/, '//')} within ${timeoutMs} ms`)), timeoutMs);
-      }),
-    ]);
+      timeoutMs,
+      () => new Error(`the replica at ${path} did not catch up with the shared state at ${options.redisUrl.replace(/\/\/[^@/]*@/, '//')} within ${timeoutMs} ms`),
+    );
   } catch (err) {
     await close();
     throw err;
-  } finally {
-    clearTimeout(timer);
   }
   const rt = options.readThrough;
   const readThrough =

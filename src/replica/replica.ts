@@ -7,6 +7,7 @@ import { readChanges, SharedState, type StateMeta } from '../state/shared-state.
 import { PositionConflictError, ReplicaWriter, type Applied, type ReplicaPosition } from './writer.ts';
 import { migrateMirror } from '../mirror/migrate.ts';
 import type { FileChange, MirrorConnection } from '../mirror/open.ts';
+import { withTimeout } from '../lifecycle/time-limit.ts';
 
 /**
  * - `bootstrapping`: loading the snapshot; the file is not yet a copy of the state.
@@ -528,12 +529,4 @@ export function replicaReadiness(s: ReplicaStatus, maxLagSeconds: number): true 
   if (!s.filled) return 'the shared state has not been filled by a backfill yet';
   if (s.secondsBehind > maxLagSeconds) return `${s.secondsBehind.toFixed(1)} s behind the shared state (${s.entriesBehind ?? 'unknown'} changes)`;
   return true;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), ms))),
-  ]);
 }

@@ -1,6 +1,7 @@
 import { throttledLog, type Logger } from '../logger.ts';
 import type { InvitationJobData } from '../queue/job.ts';
 import type { SharedState } from '../state/shared-state.ts';
+import { settledWithin } from '../lifecycle/time-limit.ts';
 
 export interface ExpirySweeperOptions {
   state: SharedState;
@@ -61,9 +62,7 @@ export class ExpirySweeper {
   async close(waitMs = 1000): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.running, new Promise<void>((r) => (timer = setTimeout(r, waitMs)))]);
-    clearTimeout(timer);
+    if (this.running) await settledWithin(this.running, waitMs);
   }
 
   /** Queues the re-fetch of every expiry due now; returns how many. */

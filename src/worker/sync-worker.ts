@@ -18,6 +18,7 @@ import { BATCH_COUNT_WINDOW_MS, fetchOrganizationBatch } from './batch.ts';
 import { refreshDerived } from './derived.ts';
 import { removeOrganization } from './organization.ts';
 import { createProcessor, type ProcessorDeps, type SyncResult } from './processor.ts';
+import { settledWithin } from '../lifecycle/time-limit.ts';
 
 export interface SyncWorkerOptions extends Omit<ProcessorDeps, 'publish' | 'held' | 'removeOrganization' | 'refreshDerived' | 'requestBatch' | 'fetchBatch' | 'refundBudget'> {
   /**
@@ -153,12 +154,7 @@ export class SyncWorker {
     if (this.connection.status === 'ready' && this.active > 0 && graceMs > 0) {
       // BullMQ's own graceful close cannot be cut short once begun, so the wait is ours.
       await this.worker.pause(true);
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((r) => this.idleWaiters.push(r)),
-        new Promise<void>((r) => (timer = setTimeout(r, graceMs))),
-      ]);
-      clearTimeout(timer);
+      await settledWithin(new Promise<void>((r) => this.idleWaiters.push(r)), graceMs);
     }
     const abandoned = this.active;
     await this.worker.close(abandoned > 0 || this.connection.status !== 'ready');
