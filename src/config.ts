@@ -58,6 +58,9 @@ export const DEFAULT_RETENTION_MS = 36 * 3_600_000;
  */
 export const DEFAULT_CLERK_API_URL = 'https://api.clerk.com';
 
+/** The whole stop's deadline, also for a signal that comes before the environment is read. */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 15_000;
+
 export const envSchema = z.object({
   CLERK_SECRET_KEY: optional(
     z.string().regex(/^sk_(live|test)_[A-Za-z0-9]+$/, 'expected a Clerk secret key starting with sk_live_ or sk_test_'),
@@ -107,7 +110,7 @@ export const envSchema = z.object({
   READ_THROUGH: withDefault(z.enum(['0', '1'], { error: 'expected 1 (on) or 0 (off)' }), '0'),
   READ_THROUGH_LIMIT: optional(positiveInt('a whole number of BAPI requests per BAPI_RATE_WINDOW_MS')),
   MIRROR_ADMIN_KEY: optional(z.string().min(24, 'expected a bearer token of at least 24 characters')),
-  SHUTDOWN_TIMEOUT_MS: withDefault(atLeastMs('a deadline', 1000), 15_000),
+  SHUTDOWN_TIMEOUT_MS: withDefault(atLeastMs('a deadline', 1000), DEFAULT_SHUTDOWN_TIMEOUT_MS),
   REDIS_CONNECT_TIMEOUT_MS: withDefault(atLeastMs('a wait', 100), 15_000),
   LOG_FORMAT: withDefault(
     z.preprocess((v) => (typeof v === 'string' ? v.toLowerCase() : v), z.enum(LOG_FORMATS, { error: `expected one of ${LOG_FORMATS.join(', ')}` })),

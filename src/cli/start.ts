@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, type EnvName } from '../config.ts';
+import { ConfigError, DEFAULT_SHUTDOWN_TIMEOUT_MS, loadConfig, type EnvName } from '../config.ts';
 import { takeOverSignals } from '../lifecycle/signals.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { ROLES, startService, type Role } from '../service.ts';
@@ -69,7 +69,7 @@ class ShutdownRequest {
   signal: NodeJS.Signals | undefined;
   deadlineAt = 0;
   log: Logger | undefined;
-  timeoutMs = loadConfig({}).shutdownTimeoutMs;
+  timeoutMs = DEFAULT_SHUTDOWN_TIMEOUT_MS;
   private listener: (() => void) | undefined;
 
   request(signal: NodeJS.Signals): void {
