@@ -26,7 +26,8 @@ Runs the mirror until SIGTERM or SIGINT. By default one process runs every role:
   replica   keeps MIRROR_DB_PATH equal to the shared state (never calls Clerk)
   api       the read API (GET /v1/organizations/:org/invitations[/:id]) over that file;
             with READ_THROUGH=1 it asks Clerk for an invitation the mirror never saw
-Every role serves GET /healthz, GET /readyz and GET /metrics on PORT.
+Every role serves GET /healthz, GET /readyz and GET /metrics on PORT; with a read key
+(MIRROR_API_KEY), bull-board at /admin/queues, read-only unless MIRROR_ADMIN_KEY is set.
 
 Give --role once or more (or comma-separated) to run only some roles: receivers behind a
 load balancer, workers anywhere (they share the queue and Clerk's rate limit), and one
