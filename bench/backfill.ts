@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
-import { BapiClient } from '../src/clerk/client.ts';
+import { BapiClient } from '../src/bapi/client.ts';
 import { createLogger } from '../src/logger.ts';
 import { runBackfill } from '../src/maintenance/backfill.ts';
-import { SharedRateLimiter } from '../src/maintenance/rate-limiter.ts';
+import { SharedRateLimiter } from '../src/bapi/rate-limiter.ts';
 import { mirrorKeys } from '../src/state/keys.ts';
 import { StatePublisher } from '../src/state/publisher.ts';
 import { SharedState } from '../src/state/shared-state.ts';

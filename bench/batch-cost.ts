@@ -4,7 +4,7 @@
 // published: all 500), and single GETs (each parsed and published), against the simulator in
 // a child process. `tsx bench/batch-cost.ts`.
 import { cpuUsage } from 'node:process';
-import { BapiClient } from '../src/clerk/client.ts';
+import { BapiClient } from '../src/bapi/client.ts';
 import { connectRedis } from '../src/redis/connection.ts';
 import { mirrorKeys } from '../src/state/keys.ts';
 import { StatePublisher } from '../src/state/publisher.ts';

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Webhook } from 'svix';
-import { MirrorReader } from '../src/mirror/lookup.ts';
+import { MirrorReader } from '../src/mirror/reader.ts';
 import { SYNC_QUEUE } from '../src/queue/names.ts';
 import { mirrorKeys } from '../src/state/keys.ts';
 import { loadConfig } from '../src/config.ts';

@@ -8,7 +8,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { BapiClient } from '../src/clerk/client.ts';
+import { BapiClient } from '../src/bapi/client.ts';
 import type { InvitationJobData, SyncJobData } from '../src/queue/job.ts';
 import { syncJobOptions } from '../src/queue/sync-queue.ts';
 import { SYNC_JOB_NAME, SYNC_QUEUE } from '../src/queue/names.ts';

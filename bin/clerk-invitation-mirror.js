@@ -15,8 +15,8 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
 // an installed package (or the Docker image) runs the compiled dist/.
 const { existsSync } = await import('node:fs');
 const { fileURLToPath } = await import('node:url');
-const source = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
-const compiled = new URL('../dist/cli.js', import.meta.url);
+const source = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+const compiled = new URL('../dist/cli/main.js', import.meta.url);
 // A checkout installed without dev dependencies has no tsx: it runs its build, if any.
 const tsx = existsSync(source) ? await import('tsx/esm/api').catch(() => undefined) : undefined;
 if (tsx || !existsSync(fileURLToPath(compiled))) {

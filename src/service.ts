@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import { BapiClient } from './clerk/client.ts';
+import { BapiClient } from './bapi/client.ts';
 import { ConfigError, type Config } from './config.ts';
 import { buildApp } from './http/app.ts';
 import { readApiKeys } from './http/auth.ts';
@@ -9,7 +9,7 @@ import { createMetrics } from './http/metrics.ts';
 import type { Logger } from './logger.ts';
 import { MAINTENANCE_QUEUE, startMaintenance, type Maintenance } from './maintenance/jobs.ts';
 import { lastReconcileAt } from './maintenance/reconcile.ts';
-import { MirrorReader } from './mirror/lookup.ts';
+import { MirrorReader } from './mirror/reader.ts';
 import { migrateMirror, mirrorReadiness } from './mirror/migrate.ts';
 import { openMirrorDb, type MirrorConnection } from './mirror/open.ts';
 import type { SyncJobData } from './queue/job.ts';
@@ -25,9 +25,9 @@ import { mirrorKeys } from './state/keys.ts';
 import { StatePublisher } from './state/publisher.ts';
 import { SharedState } from './state/shared-state.ts';
 import { PipelineStats } from './stats.ts';
-import { BudgetWatch } from './maintenance/budget-watch.ts';
+import { BudgetWatch } from './bapi/budget-watch.ts';
 import { ReadThrough } from './replica/read-through.ts';
-import { SharedRateLimiter } from './maintenance/rate-limiter.ts';
+import { SharedRateLimiter } from './bapi/rate-limiter.ts';
 import { ExpirySweeper } from './worker/expiry.ts';
 import { SyncWorker } from './worker/sync-worker.ts';
 

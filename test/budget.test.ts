@@ -1,8 +1,8 @@
 import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/logger.ts';
-import { BudgetWatch } from '../src/maintenance/budget-watch.ts';
-import { SharedRateLimiter } from '../src/maintenance/rate-limiter.ts';
+import { BudgetWatch } from '../src/bapi/budget-watch.ts';
+import { SharedRateLimiter } from '../src/bapi/rate-limiter.ts';
 import { isolatedKeys, testRedis } from './helpers/state.ts';
 
 const redis = testRedis();

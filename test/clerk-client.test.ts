@@ -10,8 +10,8 @@ import {
   BapiRateLimitedError,
   BapiRetryableError,
   classifyError,
-} from '../src/clerk/bapi-errors.ts';
-import { BapiClient, CLERK_API_VERSION, USER_AGENT } from '../src/clerk/client.ts';
+} from '../src/bapi/errors.ts';
+import { BapiClient, CLERK_API_VERSION, USER_AGENT } from '../src/bapi/client.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
 
 const SECRET = `sk_test_${randomBytes(18).toString('hex')}`;

@@ -451,6 +451,6 @@ describe('.dockerignore', () => {
       expect(existsSync(join(ROOT, source)), source).toBe(true);
       expect(dockerignored(source), source).toBe(false);
     }
-    for (const path of ['src/cli.ts', 'src/state/scripts', 'migrations/0000_init.sql', 'bin/clerk-invitation-mirror.js']) expect(dockerignored(path), path).toBe(false);
+    for (const path of ['src/cli/main.ts', 'src/state/scripts', 'migrations/0000_init.sql', 'bin/clerk-invitation-mirror.js']) expect(dockerignored(path), path).toBe(false);
   });
 });

@@ -6,7 +6,7 @@ import { buildApp } from '../src/http/app.ts';
 import { bearerAuth } from '../src/http/auth.ts';
 import { fastInvitationRead } from '../src/http/fast-read.ts';
 import { createLogger } from '../src/logger.ts';
-import { MirrorReader } from '../src/mirror/lookup.ts';
+import { MirrorReader } from '../src/mirror/reader.ts';
 import { migrateMirror } from '../src/mirror/migrate.ts';
 import { openMirrorDb, type MirrorConnection } from '../src/mirror/open.ts';
 import { ReplicaWriter } from '../src/replica/writer.ts';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, defaultMaxConnections, HTTP_LIMITS } from '../src/http/app.ts';
 import { createLogger } from '../src/logger.ts';
 import { reconcileOverdue, RECONCILE_OVERDUE_INTERVALS } from '../src/maintenance/jobs.ts';
-import { MirrorReader } from '../src/mirror/lookup.ts';
+import { MirrorReader } from '../src/mirror/reader.ts';
 import { migrateMirror } from '../src/mirror/migrate.ts';
 import { openMirrorDb, type MirrorConnection } from '../src/mirror/open.ts';
 import { PipelineStats } from '../src/stats.ts';

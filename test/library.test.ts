@@ -6,7 +6,7 @@ import { ReplicaWriter } from '../src/replica/writer.ts';
 import { storedStateOf } from '../src/state/codec.ts';
 import { openMirrorDb } from '../src/mirror/open.ts';
 import { expectedMigrations } from '../src/mirror/migrate.ts';
-import { packageVersion } from '../src/clerk/client.ts';
+import { packageVersion } from '../src/bapi/client.ts';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';

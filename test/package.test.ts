@@ -150,7 +150,7 @@ afterAll(() => {
 describe('the packed package', () => {
   it('holds the compiled library, its typings, the bin and the migrations, and no sources', () => {
     const files = packed.files.map((f) => f.path);
-    for (const f of [pkg.main, pkg.types, 'dist/cli.js', 'bin/clerk-invitation-mirror.js', 'package.json', 'LICENSE']) expect(files).toContain(f.replace(/^\.\//, ''));
+    for (const f of [pkg.main, pkg.types, 'dist/cli/main.js', 'bin/clerk-invitation-mirror.js', 'package.json', 'LICENSE']) expect(files).toContain(f.replace(/^\.\//, ''));
     expect(files.some((f) => f.startsWith('migrations/') && f.endsWith('.sql'))).toBe(true);
     expect(files.filter((f) => /^(src|test|bench)\//.test(f) || f.endsWith('.test.js'))).toEqual([]);
   });

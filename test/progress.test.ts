@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { BapiClient } from '../src/clerk/client.ts';
+import { BapiClient } from '../src/bapi/client.ts';
 import { createLogger } from '../src/logger.ts';
 import { runBackfill } from '../src/maintenance/backfill.ts';
 import {
@@ -15,7 +15,7 @@ import {
   type ProgressReporter,
   type ProgressWait,
 } from '../src/maintenance/progress.ts';
-import { SharedRateLimiter } from '../src/maintenance/rate-limiter.ts';
+import { SharedRateLimiter } from '../src/bapi/rate-limiter.ts';
 import { runReconcile } from '../src/maintenance/reconcile.ts';
 import { startSimulator, type Simulator, type SimulatorOptions } from '../src/simulator/index.ts';
 import { killAllChildren, runCli } from './helpers/child.ts';

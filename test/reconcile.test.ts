@@ -1,14 +1,14 @@
 import { isDeepStrictEqual } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BapiClient } from '../src/clerk/client.ts';
+import { BapiClient } from '../src/bapi/client.ts';
 import { loadConfig } from '../src/config.ts';
 import { createMetrics } from '../src/http/metrics.ts';
 import { createLogger } from '../src/logger.ts';
 import { PipelineStats } from '../src/stats.ts';
 import { DAY_MS } from '../src/simulator/model.ts';
 import { startMaintenance } from '../src/maintenance/jobs.ts';
-import { SharedRateLimiter } from '../src/maintenance/rate-limiter.ts';
+import { SharedRateLimiter } from '../src/bapi/rate-limiter.ts';
 import { lastReconcileAt, runReconcile, type DriftKind } from '../src/maintenance/reconcile.ts';
 import { isEqualReport, verifyReplica } from '../src/replica/verify.ts';
 import { mirrorKeys } from '../src/state/keys.ts';

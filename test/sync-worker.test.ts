@@ -1,5 +1,5 @@
 import { afterAll, expect, it } from 'vitest';
-import { BapiClient } from '../src/clerk/client.ts';
+import { BapiClient } from '../src/bapi/client.ts';
 import { createLogger } from '../src/logger.ts';
 import type { InvitationJobData } from '../src/queue/job.ts';
 import { AnnouncedVersions } from '../src/queue/announced.ts';

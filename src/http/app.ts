@@ -5,7 +5,7 @@ import { throttledLog, type Logger } from '../logger.ts';
 import type { SyncJobData } from '../queue/job.ts';
 import type { PipelineStats } from '../stats.ts';
 import { webhookRoutes } from '../webhooks/route.ts';
-import { notFoundBody } from '../clerk/errors.ts';
+import { notFoundBody } from '../clerk/error-bodies.ts';
 import { bearerAuth } from './auth.ts';
 import { dashboardRoutes } from './dashboard.ts';
 import { fastInvitationRead, serverWithFastPath } from './fast-read.ts';

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { authorizationHeaderInvalidBody, secretKeyInvalidBody } from '../clerk/errors.ts';
+import { authorizationHeaderInvalidBody, secretKeyInvalidBody } from '../clerk/error-bodies.ts';
 import { sendJson } from './json-reply.ts';
 
 /** What `readApiKeys` reads from the configuration (a `Config` fits). */

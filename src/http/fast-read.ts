@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import type { FastifyServerFactory } from 'fastify';
-import { apiVersionProblem } from '../clerk/errors.ts';
-import type { MirrorReader } from '../mirror/lookup.ts';
+import { apiVersionProblem } from '../clerk/error-bodies.ts';
+import type { MirrorReader } from '../mirror/reader.ts';
 import type { PipelineStats } from '../stats.ts';
 import type { BearerAuthHook } from './auth.ts';
 import { JSON_CONTENT_TYPE } from './json-reply.ts';

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { packageVersion } from '../clerk/client.ts';
+import { packageVersion } from '../bapi/client.ts';
 import type { ReplicaStatus } from '../replica/replica.ts';
 import type { PipelineStats } from '../stats.ts';
 import { bearerAuth } from './auth.ts';
@@ -17,7 +17,7 @@ export interface CreateMetricsOptions {
   mirrorCounts?: () => Record<string, number>;
   /** When the last reconciliation succeeded (ms since the epoch), or undefined if never. */
   lastReconcileAt?: () => number | undefined | Promise<number | undefined>;
-  /** The shared BAPI budget as last looked at (maintenance/budget-watch.ts). Omit when this process runs no worker. */
+  /** The shared BAPI budget as last looked at (bapi/budget-watch.ts). Omit when this process runs no worker. */
   budget?: () => BudgetReading | undefined;
   /** This process's replica, read at scrape time. Omit when it runs none. */
   replicaStatus?: () => Promise<ReplicaStatus>;

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { apiVersionInvalidBody, apiVersionProblem, notFoundBody, notMirroredBody, organizationNotFoundBody } from '../clerk/errors.ts';
+import { apiVersionInvalidBody, apiVersionProblem, notFoundBody, notMirroredBody, organizationNotFoundBody } from '../clerk/error-bodies.ts';
 import { InvalidListParamError, parseListQuery, type ListQuery } from '../mirror/list-params.ts';
-import type { MirrorReader } from '../mirror/lookup.ts';
+import type { MirrorReader } from '../mirror/reader.ts';
 import type { ReadThrough } from '../replica/read-through.ts';
 import type { PipelineStats, ReadRoute } from '../stats.ts';
 import { bearerAuth } from './auth.ts';

@@ -1,14 +1,14 @@
-import type { BapiClient } from '../clerk/client.ts';
+import type { BapiClient } from '../bapi/client.ts';
 import type { InvitationJSON } from '../clerk/types.ts';
 import type { Logger } from '../logger.ts';
 import type { PipelineStats } from '../stats.ts';
 import { type InvitationState, type PublishOutcome, type StatePublisher } from '../state/publisher.ts';
 import { RECORDS, type SharedState } from '../state/shared-state.ts';
-import { runCaller } from './bapi-call.ts';
+import { runCaller } from '../bapi/caller.ts';
 import { InvitationLister, type ListMode, type ListPosition } from './lister.ts';
 import { publishOrganizations } from './organizations.ts';
 import { fullReporter, listingPhase, PHASES, type ProgressReporter } from './progress.ts';
-import type { SharedRateLimiter } from './rate-limiter.ts';
+import type { SharedRateLimiter } from '../bapi/rate-limiter.ts';
 
 export interface BackfillOptions {
   state: SharedState;

@@ -1,12 +1,12 @@
 import { takeOverSignals } from '../lifecycle/signals.ts';
-import { BapiClient } from '../clerk/client.ts';
+import { BapiClient } from '../bapi/client.ts';
 import type { Config } from '../config.ts';
 import { connectRedis, type Redis } from '../redis/connection.ts';
 import { withServiceRedis } from '../redis/resolve.ts';
 import { mirrorKeys, type MirrorKeys } from '../state/keys.ts';
 import { StatePublisher } from '../state/publisher.ts';
 import { SharedState } from '../state/shared-state.ts';
-import { SharedRateLimiter } from './rate-limiter.ts';
+import { SharedRateLimiter } from '../bapi/rate-limiter.ts';
 
 export interface MaintenanceContext {
   bapi: BapiClient;

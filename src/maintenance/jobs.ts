@@ -1,5 +1,5 @@
 import { Queue, Worker, type Job } from 'bullmq';
-import { BapiClient } from '../clerk/client.ts';
+import { BapiClient } from '../bapi/client.ts';
 import type { Config } from '../config.ts';
 import type { PipelineStats } from '../stats.ts';
 import { throttledLog, type Logger } from '../logger.ts';
@@ -11,7 +11,7 @@ import type { StatePublisher } from '../state/publisher.ts';
 import type { SharedState } from '../state/shared-state.ts';
 import { runBackfill, type BackfillSummary } from './backfill.ts';
 import { logProgress } from './progress.ts';
-import { SharedRateLimiter } from './rate-limiter.ts';
+import { SharedRateLimiter } from '../bapi/rate-limiter.ts';
 import { lastReconcileAt, runReconcile, type ReconcileReport } from './reconcile.ts';
 import { RunLockedError, withRunLock } from './run-lock.ts';
 

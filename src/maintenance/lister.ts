@@ -1,8 +1,8 @@
-import { BapiNotFoundError } from '../clerk/bapi-errors.ts';
-import type { BapiClient, ListResult } from '../clerk/client.ts';
+import { BapiNotFoundError } from '../bapi/errors.ts';
+import type { BapiClient, ListResult } from '../bapi/client.ts';
 import type { InvitationJSON } from '../clerk/types.ts';
 import type { Logger } from '../logger.ts';
-import type { BapiCaller } from './bapi-call.ts';
+import type { BapiCaller } from '../bapi/caller.ts';
 import { ShapeProbe } from './shape.ts';
 
 /**

@@ -1,10 +1,10 @@
-import { BapiNotFoundError } from '../clerk/bapi-errors.ts';
-import type { BapiClient } from '../clerk/client.ts';
+import { BapiNotFoundError } from '../bapi/errors.ts';
+import type { BapiClient } from '../bapi/client.ts';
 import type { Logger } from '../logger.ts';
 import type { StateSource, StoredState } from '../state/codec.ts';
 import type { OrganizationState, PublishOutcome, StatePublisher } from '../state/publisher.ts';
 import type { SharedState } from '../state/shared-state.ts';
-import type { BapiCaller } from './bapi-call.ts';
+import type { BapiCaller } from '../bapi/caller.ts';
 
 /** BAPI's largest page of `GET /v1/organizations`. */
 const PAGE = 500;

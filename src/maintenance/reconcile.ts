@@ -1,17 +1,17 @@
-import { BapiNotFoundError } from '../clerk/bapi-errors.ts';
-import type { BapiClient } from '../clerk/client.ts';
+import { BapiNotFoundError } from '../bapi/errors.ts';
+import type { BapiClient } from '../bapi/client.ts';
 import type { InvitationJSON } from '../clerk/types.ts';
 import type { Logger } from '../logger.ts';
 import type { PipelineStats } from '../stats.ts';
 import type { StoredState } from '../state/codec.ts';
 import type { InvitationState, PublishOutcome, StatePublisher } from '../state/publisher.ts';
 import { RECORDS, type SharedState } from '../state/shared-state.ts';
-import { runCaller } from './bapi-call.ts';
+import { runCaller } from '../bapi/caller.ts';
 import { pageStates } from './backfill.ts';
 import { InvitationLister, type ListMode } from './lister.ts';
 import { publishOrganizations, type OrganizationPassReport } from './organizations.ts';
 import { fullReporter, listingPhase, PHASES, type ProgressReporter } from './progress.ts';
-import type { SharedRateLimiter } from './rate-limiter.ts';
+import type { SharedRateLimiter } from '../bapi/rate-limiter.ts';
 
 export const DRIFT_KINDS = ['missing', 'outdated', 'content', 'expired', 'gone'] as const;
 /**

@@ -1,5 +1,5 @@
 import { INVITATION_STATUSES, type InvitationStatus } from '../clerk/types.ts';
-import { paramDuplicateBody, paramTypeInvalidBody, paramValueInvalidBody } from '../clerk/errors.ts';
+import { paramDuplicateBody, paramTypeInvalidBody, paramValueInvalidBody } from '../clerk/error-bodies.ts';
 import type { ClerkErrorJSON } from '../clerk/types.ts';
 
 export const LIST_LIMIT = { min: 1, max: 500, default: 10 } as const;

@@ -1,9 +1,9 @@
 import type { OrganizationInvitation } from '@clerk/backend';
 import type { InvitationStatus } from '../clerk/types.ts';
-import { notFoundBody, organizationNotFoundBody, toClerkAPIResponseError } from '../clerk/errors.ts';
+import { notFoundBody, organizationNotFoundBody, toClerkAPIResponseError } from '../clerk/error-bodies.ts';
 import { toSdkInvitation } from './invitation.ts';
 import { InvalidListParamError, parseListQuery, sdkQuery } from './list-params.ts';
-import { MirrorReader } from './lookup.ts';
+import { MirrorReader } from './reader.ts';
 import { isMigrated, migrateMirror } from './migrate.ts';
 import { MirrorFileError, openMirrorDb, type MirrorConnection } from './open.ts';
 

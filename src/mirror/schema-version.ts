@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type Database from 'better-sqlite3';
-import { packageVersion } from '../clerk/client.ts';
+import { packageVersion } from '../bapi/client.ts';
 
 /** `migrations/` at the package root, from both `src/mirror/` and `dist/mirror/`. */
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../migrations', import.meta.url));

@@ -4,7 +4,7 @@ import { DEFAULT_MIRROR_DB_PATH, mirrorOver, type Mirror } from '../mirror/mirro
 import { migrateMirror } from '../mirror/migrate.ts';
 import { openMirrorDb } from '../mirror/open.ts';
 import { DEFAULT_KEY_PREFIX, mirrorKeys } from '../state/keys.ts';
-import { BapiClient } from '../clerk/client.ts';
+import { BapiClient } from '../bapi/client.ts';
 import { DEFAULT_CLERK_API_URL, defaultRateLimit } from '../config.ts';
 import { ReadThrough } from './read-through.ts';
 import { Replica, type ReplicaStatus } from './replica.ts';

@@ -1,8 +1,8 @@
-import { BapiRateLimitedError, classifyError, statusOf } from '../clerk/bapi-errors.ts';
-import type { BapiClient } from '../clerk/client.ts';
+import { BapiRateLimitedError, classifyError, statusOf } from '../bapi/errors.ts';
+import type { BapiClient } from '../bapi/client.ts';
 import type { InvitationJSON } from '../clerk/types.ts';
 import { throttledLog, type Logger } from '../logger.ts';
-import { SharedRateLimiter } from '../maintenance/rate-limiter.ts';
+import { SharedRateLimiter } from '../bapi/rate-limiter.ts';
 import type { Redis } from '../redis/connection.ts';
 import type { MirrorKeys } from '../state/keys.ts';
 import { StatePublisher } from '../state/publisher.ts';

@@ -6,7 +6,7 @@ import {
   paramTypeInvalidBody,
   paramValueInvalidBody,
   secretKeyInvalidBody,
-} from '../clerk/errors.ts';
+} from '../clerk/error-bodies.ts';
 import type { ClerkErrorJSON } from '../clerk/types.ts';
 
 /**

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WebhookDelivery, type DeliveryOptions } from './delivery.ts';
-import { apiVersionInvalidBody } from '../clerk/errors.ts';
+import { apiVersionInvalidBody } from '../clerk/error-bodies.ts';
 import { notFound, serverErrorBody, tooManyRequests, unauthorized } from './errors.ts';
 import { FaultInjector, type FaultOptions } from './faults.ts';
 import { Router, errorReply, readJson, send, toReply, type Reply } from './http.ts';

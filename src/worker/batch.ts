@@ -1,6 +1,6 @@
-import { BapiNotFoundError } from '../clerk/bapi-errors.ts';
-import type { BapiClient } from '../clerk/client.ts';
-import type { BapiCaller } from '../maintenance/bapi-call.ts';
+import { BapiNotFoundError } from '../bapi/errors.ts';
+import type { BapiClient } from '../bapi/client.ts';
+import type { BapiCaller } from '../bapi/caller.ts';
 import type { ShapeProbe } from '../maintenance/shape.ts';
 import { RECENT_WINDOW_MS } from '../queue/announced.ts';
 import type { BatchJobData } from '../queue/job.ts';

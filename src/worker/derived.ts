@@ -1,6 +1,6 @@
-import { BapiNotFoundError } from '../clerk/bapi-errors.ts';
-import type { BapiClient } from '../clerk/client.ts';
-import type { BapiCaller } from '../maintenance/bapi-call.ts';
+import { BapiNotFoundError } from '../bapi/errors.ts';
+import type { BapiClient } from '../bapi/client.ts';
+import type { BapiCaller } from '../bapi/caller.ts';
 import type { DerivedJobData, InvitationJobData } from '../queue/job.ts';
 import { safeJson } from '../state/codec.ts';
 import type { StatePublisher } from '../state/publisher.ts';

@@ -1,6 +1,6 @@
 import { DelayedError, UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
-import { BapiRateLimitedError, classifyError, statusOf, type BapiError } from '../clerk/bapi-errors.ts';
-import type { BapiClient } from '../clerk/client.ts';
+import { BapiRateLimitedError, classifyError, statusOf, type BapiError } from '../bapi/errors.ts';
+import type { BapiClient } from '../bapi/client.ts';
 import { throttledLog, type Logger } from '../logger.ts';
 import {
   BATCH_WAIT_MS,

@@ -20,7 +20,7 @@ import { createMirror } from '../../src/index.ts';
 import { expectedMigrations } from '../../src/mirror/migrate.ts';
 import { openMirrorDb } from '../../src/mirror/open.ts';
 import { isEqualReport, verifyReplica, type VerifyReport } from '../../src/replica/verify.ts';
-import { packageVersion } from '../../src/clerk/client.ts';
+import { packageVersion } from '../../src/bapi/client.ts';
 import { mirrorKeys } from '../../src/state/keys.ts';
 import { SharedState } from '../../src/state/shared-state.ts';
 import type { Simulator } from '../../src/simulator/index.ts';

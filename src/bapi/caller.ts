@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BapiRateLimitedError, classifyError, statusOf } from '../clerk/bapi-errors.ts';
+import { BapiRateLimitedError, classifyError, statusOf } from './errors.ts';
 import type { Logger } from '../logger.ts';
 import type { BapiCallerName, PipelineStats } from '../stats.ts';
-import { jitteredBackoff } from '../worker/backoff.ts';
-import type { ProgressWait } from './progress.ts';
+import { jitteredBackoff } from './backoff.ts';
+import type { ProgressWait } from '../maintenance/progress.ts';
 import type { SharedRateLimiter } from './rate-limiter.ts';
 
 /** A wait for the budget shorter than this is not worth showing. */

@@ -1,9 +1,9 @@
-import { packageVersion } from './clerk/client.ts';
-import { ConfigError } from './config.ts';
-import { scrub } from './logger.ts';
-import { UsageError } from './cli/command.ts';
-import { commands } from './cli/commands.ts';
-import { withEnvFile } from './cli/env-file.ts';
+import { packageVersion } from '../bapi/client.ts';
+import { ConfigError } from '../config.ts';
+import { scrub } from '../logger.ts';
+import { UsageError } from './command.ts';
+import { commands } from './commands.ts';
+import { withEnvFile } from './env-file.ts';
 
 const BIN = 'clerk-invitation-mirror';
 

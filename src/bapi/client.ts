@@ -7,8 +7,8 @@ import {
   BapiRateLimitedError,
   BapiRetryableError,
   type BapiErrorDetails,
-} from './bapi-errors.ts';
-import { invitationJsonSchema, invitationListSchema, type InvitationJSON } from './types.ts';
+} from './errors.ts';
+import { invitationJsonSchema, invitationListSchema, type InvitationJSON } from '../clerk/types.ts';
 
 /** The BAPI version `@clerk/backend` 3.x pins; answers' shapes depend on it. */
 export const CLERK_API_VERSION = '2026-05-12';
