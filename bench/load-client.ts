@@ -4,8 +4,11 @@
 // `ps`), prints one JSON line (LoadOutput) on stdout.
 import { Agent, request } from 'node:http';
 import Database from 'better-sqlite3';
+import { gt, sql } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/better-sqlite3';
 import autocannon from 'autocannon';
 import { Webhook } from 'svix';
+import { organizationInvitations as inv } from '../src/mirror/schema.ts';
 import { requestBytes, runRawLoad } from './raw-load.ts';
 
 /** Invitations the webhooks are about: `given` (real ones from the simulator) or `synthetic` ids. */
@@ -224,10 +227,11 @@ async function runSend(input: SendInput): Promise<SendOutput> {
   let db: Database.Database | undefined;
   if (input.poll) {
     db = new Database(input.poll.dbPath, { readonly: true, fileMustExist: true });
-    const stmt = db.prepare<[number], { rowid: number; id: string }>('SELECT rowid, id FROM organization_invitations WHERE rowid > ? ORDER BY rowid');
+    const rowid = sql<number>`rowid`;
+    const query = drizzle(db).select({ rowid, id: inv.id }).from(inv).where(gt(rowid, sql.placeholder('last'))).orderBy(rowid).prepare();
     let last = 0;
     poller = setInterval(() => {
-      const rows = stmt.all(last);
+      const rows = query.all({ last });
       const t = Date.now();
       for (const row of rows) {
         last = Math.max(last, row.rowid);

@@ -43,6 +43,7 @@ export const lookupBench: Benchmark = {
       const pick = () => keys[Math.floor(random() * keys.length)]!;
 
       const mirror = createMirror({ path, readonly: true });
+      // The baseline is the simplest lookup there is: plain SQL on better-sqlite3, no drizzle.
       const bare = new Database(path, { readonly: true });
       const stmt = bare.prepare<[string], { raw: string }>('SELECT raw FROM organization_invitations WHERE id = ?');
 

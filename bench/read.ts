@@ -5,8 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
+import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
+import { organizationInvitations as inv } from '../src/mirror/schema.ts';
 import { startService } from '../src/service.ts';
 import { buildMirror } from './lookup.ts';
 import { ratio, type Benchmark } from './result.ts';
@@ -42,8 +44,8 @@ function median(runs: ClientOutput[]): ClientOutput {
 function bareServer(path: string): Promise<{ server: Server; url: string }> {
   const db = new Database(path, { readonly: true });
   const byPath = new Map<string, Buffer>();
-  for (const r of db.prepare('SELECT id, organization_id AS org, raw FROM organization_invitations').iterate() as Iterable<{ id: string; org: string; raw: string }>) {
-    byPath.set(`/v1/organizations/${r.org}/invitations/${r.id}`, Buffer.from(r.raw));
+  for (const r of drizzle(db).select({ id: inv.id, org: inv.organizationId, raw: inv.raw }).from(inv).all()) {
+    byPath.set(`/v1/organizations/${r.org}/invitations/${r.id}`, Buffer.from(r.raw!));
   }
   db.close();
   const server = createServer((req, res) => {

@@ -7,10 +7,12 @@ import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { count } from 'drizzle-orm';
 import { Redis } from 'ioredis';
 import { createLogger } from '../src/logger.ts';
 import { migrateMirror } from '../src/mirror/migrate.ts';
 import { openMirrorDb, type MirrorConnection } from '../src/mirror/open.ts';
+import { organizationInvitations } from '../src/mirror/schema.ts';
 import { Replica } from '../src/replica/replica.ts';
 import { storedStateOf, type StoredState } from '../src/state/codec.ts';
 import { mirrorKeys } from '../src/state/keys.ts';
@@ -52,7 +54,8 @@ export function openFile(path: string): MirrorConnection {
 /**
  * Bare better-sqlite3: the same rows (already decoded, as the replica's writer gets them)
  * upserted in transactions of `batch` into a fresh migrated file opened with the replica's
- * pragmas, through one hand-written statement.
+ * pragmas, through one hand-written statement: the baseline is the simplest thing that stores
+ * them, so it stays plain SQL while the replica goes through drizzle's query builder.
  */
 export function bareUpserts(path: string, states: StoredState[], batch = 1000): number {
   const conn = openFile(path);
@@ -143,7 +146,7 @@ async function timeStreamApply(
   const status = await replica.status();
   await close();
   if (status.bootstraps !== 0) throw new Error('the replica loaded the snapshot instead of following the stream');
-  const rows = conn.sqlite.prepare('SELECT count(*) FROM organization_invitations').pluck().get() as number;
+  const rows = conn.db.select({ n: count() }).from(organizationInvitations).get()!.n;
   if (rows !== N) throw new Error(`replica holds ${rows} rows, expected ${N}`);
   return { perS: steady.changes / (steady.ms / 1000), startMs: steady.startMs };
 }
@@ -219,7 +222,7 @@ export const replicaBootstrapBench: Benchmark = {
       const status = await replica.status();
       await close();
       if (status.bootstraps !== 1) throw new Error(`expected one snapshot load, saw ${status.bootstraps}`);
-      const rows = conn.sqlite.prepare('SELECT count(*) FROM organization_invitations').pluck().get() as number;
+      const rows = conn.db.select({ n: count() }).from(organizationInvitations).get()!.n;
       if (rows !== N) throw new Error(`replica holds ${rows} rows, expected ${N}`);
       const baselineMs = bareUpserts(join(dir, 'bare.db'), invs.map((i) => storedStateOf(i, { source: 'webhook' })));
       return [

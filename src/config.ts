@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CLERK_RATE_WINDOW_MS, clerkRequestsPerWindow, SECRET_KEY_PATTERN } from './clerk/secret-key.ts';
 import { DEFAULT_KEY_PREFIX, KEY_PREFIX_PATTERN } from './state/keys.ts';
 
 /**
@@ -63,7 +64,7 @@ export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 15_000;
 
 export const envSchema = z.object({
   CLERK_SECRET_KEY: optional(
-    z.string().regex(/^sk_(live|test)_[A-Za-z0-9]+$/, 'expected a Clerk secret key starting with sk_live_ or sk_test_'),
+    z.string().regex(SECRET_KEY_PATTERN, 'expected a Clerk secret key starting with sk_live_ or sk_test_'),
   ),
   CLERK_WEBHOOK_SIGNING_SECRET: optional(
     z
@@ -87,7 +88,7 @@ export const envSchema = z.object({
   // Case-insensitive: INFO and Info mean info, as in most tools.
   LOG_LEVEL: withDefault(z.preprocess((v) => (typeof v === 'string' ? v.toLowerCase() : v), z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` })), 'info'),
   BAPI_RATE_LIMIT: optional(positiveInt('a whole number of BAPI requests per BAPI_RATE_WINDOW_MS')),
-  BAPI_RATE_WINDOW_MS: withDefault(atLeastMs('a window length', 1000), 10_000),
+  BAPI_RATE_WINDOW_MS: withDefault(atLeastMs('a window length', 1000), CLERK_RATE_WINDOW_MS),
   BAPI_TIMEOUT_MS: withDefault(atLeastMs('a request timeout', 100), 10_000),
   STALE_READ_WAIT_MS: withDefault(nonNegativeInt('a wait in milliseconds, or 0 to publish at once'), 30_000),
   // A run lists every page of BAPI: an interval under a minute would spend the budget on repairs.
@@ -178,8 +179,7 @@ export const DEFAULT_BUDGET_SHARE = 0.3;
 
 /** Clerk's published per-instance budgets (requests per 10 s), times the mirror's default share. */
 export function defaultRateLimit(secretKey: string | undefined): number {
-  const budget = secretKey?.startsWith('sk_live_') ? 1000 : 100;
-  return Math.floor(budget * DEFAULT_BUDGET_SHARE);
+  return Math.floor(clerkRequestsPerWindow(secretKey) * DEFAULT_BUDGET_SHARE);
 }
 
 /**

@@ -1,22 +1,24 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
+import { redactEmailAddresses } from './clerk/email-address.ts';
+import { redactSecretKeys } from './clerk/secret-key.ts';
 
 export type { Logger } from 'pino';
 
 // Anything shaped like a Clerk secret key, a Svix signing secret, a bearer token, a URL's password or an e-mail
 // address is masked wherever it appears in a log line, whatever the field is called.
-const SECRET_PATTERNS: [RegExp, string][] = [
-  [/\bsk_(live|test)_[A-Za-z0-9]+/g, 'sk_$1_[redacted]'],
-  [/\bwhsec_[A-Za-z0-9+/=]+/g, 'whsec_[redacted]'],
-  [/\b(Bearer)\s+[^\s"',]+/gi, '$1 [redacted]'],
+const MASKS: ((text: string) => string)[] = [
+  redactSecretKeys,
+  (s) => s.replace(/\bwhsec_[A-Za-z0-9+/=]+/g, 'whsec_[redacted]'),
+  (s) => s.replace(/\b(Bearer)\s+[^\s"',]+/gi, '$1 [redacted]'),
   // A password in a URL (redis://:secret@host), before the e-mail rule sees user@host.
-  [/\b([a-z][a-z0-9+.-]*:\/\/[^:@/\s]*):[^@/\s]+@/gi, '$1:[redacted]@'],
-  [/[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g, '[email]'],
+  (s) => s.replace(/\b([a-z][a-z0-9+.-]*:\/\/[^:@/\s]*):[^@/\s]+@/gi, '$1:[redacted]@'),
+  (s) => redactEmailAddresses(s, '[email]'),
 ];
 
 /** Masks secrets and e-mail addresses in a string. */
 export function scrub(text: string): string {
   let out = text;
-  for (const [re, replacement] of SECRET_PATTERNS) out = out.replace(re, replacement);
+  for (const mask of MASKS) out = mask(out);
   return out;
 }
 

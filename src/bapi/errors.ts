@@ -5,6 +5,9 @@
  * so an error can be logged as it is.
  */
 
+import { redactEmailAddresses } from '../clerk/email-address.ts';
+import { redactSecretKeys } from '../clerk/secret-key.ts';
+
 export type BapiErrorKind = 'not_found' | 'rate_limited' | 'retryable' | 'fatal';
 
 export interface BapiErrorDetails {
@@ -78,10 +81,7 @@ export function statusOf(err: unknown): string {
   return String((err instanceof BapiError ? err.status : undefined) ?? classifyError(err));
 }
 
-const EMAIL = /[^\s@"'<>()[\]{},;:]+@[^\s@"'<>()[\]{},;:]+/g;
-const SECRET_KEY = /\bsk_(live|test)_[A-Za-z0-9]+/g;
-
 /** Last line of defence for messages: masks anything shaped like an e-mail address or a Clerk secret key. */
 export function redact(text: string): string {
-  return text.replace(SECRET_KEY, 'sk_$1_[redacted]').replace(EMAIL, '[redacted e-mail]');
+  return redactEmailAddresses(redactSecretKeys(text), '[redacted e-mail]');
 }

@@ -4,9 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
+import { isNull } from 'drizzle-orm';
 import { loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
 import { createMirror } from '../mirror/mirror.ts';
+import { organizationInvitations } from '../mirror/schema.ts';
 import { SYNC_QUEUE } from '../queue/names.ts';
 import { createReplica, type ReplicaMirror } from '../replica/create.ts';
 import { replicaReadiness } from '../replica/replica.ts';
@@ -160,9 +162,10 @@ async function runDemo(o: DemoOptions): Promise<number> {
     const elapsed = (Date.now() - started) / 1000;
 
     // The check: each replica holds every invitation of the truth, equal field for field, and nothing else.
-    const rows = service.mirror!.sqlite.prepare('SELECT id, raw FROM organization_invitations WHERE deleted_at IS NULL').all() as { id: string; raw: string }[];
+    const t = organizationInvitations;
+    const rows = service.mirror!.db.select({ id: t.id, organizationId: t.organizationId, raw: t.raw }).from(t).where(isNull(t.deletedAt)).all();
     const truth = store.truth();
-    const mismatches = differences(new Map(rows.map((r) => [r.id, JSON.parse(r.raw) as unknown])), truth);
+    const mismatches = differences(new Map(rows.map((r) => [r.id, JSON.parse(r.raw!) as unknown])), truth);
     const secondRows = new Map<string, unknown>();
     for (const org of new Set(truth.map((t) => t.organization_id))) {
       for (let offset = 0; ; offset += 500) {
@@ -173,7 +176,7 @@ async function runDemo(o: DemoOptions): Promise<number> {
     }
     const secondMismatches = differences(secondRows, truth);
 
-    const lookupsPerSecond = measureLookups(config.mirrorDbPath, rows.map((r) => ({ id: r.id, org: JSON.parse(r.raw).organization_id as string })));
+    const lookupsPerSecond = measureLookups(config.mirrorDbPath, rows.map((r) => ({ id: r.id, org: r.organizationId })));
     const st = service.stats;
     const acceptedOf = (typePrefix: string) => [...st.webhooks].reduce((n, [k, v]) => (k.startsWith(`accepted:${typePrefix}`) ? n + v : n), 0);
     // Organization, role and user events change invitations indirectly; they are not invitation events.

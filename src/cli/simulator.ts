@@ -1,6 +1,7 @@
 import { takeOverSignals } from '../lifecycle/signals.ts';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
+import { SECRET_KEY_PATTERN } from '../clerk/secret-key.ts';
 import { randomBase62 } from '../simulator/ids.ts';
 import { startSimulator, type FaultOptions } from '../simulator/index.ts';
 import type { DeliveryOptions } from '../simulator/delivery.ts';
@@ -96,7 +97,7 @@ export const simulatorCommand: Command = {
     const generatedSecret = v['signing-secret'] === undefined;
     const secretKey = v['secret-key'] ?? `sk_test_${randomBase62(40)}`;
     const signingSecret = v['signing-secret'] ?? `whsec_${randomBytes(24).toString('base64')}`;
-    if (!/^sk_(test|live)_\S+$/.test(secretKey)) throw new UsageError('--secret-key must start with sk_test_ or sk_live_');
+    if (!SECRET_KEY_PATTERN.test(secretKey)) throw new UsageError('--secret-key must start with sk_test_ or sk_live_');
     if (!signingSecret.startsWith('whsec_')) throw new UsageError('--signing-secret must start with whsec_');
     for (const u of v['webhook-url'] ?? []) if (!URL.canParse(u)) throw new UsageError(`--webhook-url expects an absolute URL, got "${u}"`);
     const organizations = number('organizations', v.organizations, 0);

@@ -1,11 +1,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import type { FastifyServerFactory } from 'fastify';
 import { apiVersionProblem } from '../clerk/error-bodies.ts';
+import { INVITATION_ID, ORGANIZATION_ID } from '../clerk/ids.ts';
 import type { MirrorReader } from '../mirror/reader.ts';
 import type { PipelineStats } from '../stats.ts';
 import type { BearerAuthHook } from './auth.ts';
 import { JSON_CONTENT_TYPE } from './json-reply.ts';
-import { INVITATION_ID, ORGANIZATION_ID } from './read-api.ts';
 
 /** Answers the request and returns true, or returns false and leaves it untouched. */
 export type FastHandler = (req: IncomingMessage, res: ServerResponse) => boolean;

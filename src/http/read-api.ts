@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { INVITATION_ID, ORGANIZATION_ID } from '../clerk/ids.ts';
 import { apiVersionInvalidBody, apiVersionProblem, notFoundBody, notMirroredBody, organizationNotFoundBody } from '../clerk/error-bodies.ts';
 import { InvalidListParamError, parseListQuery, type ListQuery } from '../mirror/list-params.ts';
 import type { MirrorReader } from '../mirror/reader.ts';
@@ -29,10 +30,6 @@ const ROUTES: Record<string, ReadRoute> = {
   '/v1/organizations/:organization_id/invitations': 'list',
   '/v1/organizations/:organization_id/invitations/pending': 'pending_list',
 };
-
-/** Clerk's id shapes: a prefix, an underscore, letters and digits. Anything else is a miss without a query. */
-export const ORGANIZATION_ID = /^org_[A-Za-z0-9]{1,64}$/;
-export const INVITATION_ID = /^orginv_[A-Za-z0-9]{1,64}$/;
 
 /**
  * BAPI's organization-invitation reads, same paths, same JSON, same errors, served from the

@@ -1,6 +1,7 @@
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync, unlinkSync, type BigIntStats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
+import { eq } from 'drizzle-orm';
 import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
 import * as schema from './schema.ts';
 import { NewerSchemaError, appliedMigrations, refuseNewerSchema, shippedMigrations } from './schema-version.ts';
@@ -255,10 +256,10 @@ export class MirrorConnection {
    */
   readHealth(): true | string {
     try {
-      const s = this.handle;
-      s.prepare('SELECT seq FROM replica_position WHERE id = 1').get();
-      s.prepare("SELECT id FROM organization_invitations WHERE id = ''").get();
-      s.prepare('SELECT raw FROM organization_invitations LIMIT 1').get();
+      const { organizationInvitations: inv, replicaPosition } = schema;
+      this.orm.select({ seq: replicaPosition.seq }).from(replicaPosition).where(eq(replicaPosition.id, 1)).get();
+      this.orm.select({ id: inv.id }).from(inv).where(eq(inv.id, '')).get();
+      this.orm.select({ raw: inv.raw }).from(inv).limit(1).get();
     } catch (err) {
       return describeReadError(this.path, err);
     }
@@ -318,6 +319,7 @@ function configure(sqlite: Database.Database, readonly: boolean, path: string): 
     // inside the commit of a batch, and the larger interval once chosen for bulk writes made each
     // checkpoint long enough to show in replica.lag_ms's p99 (BENCHMARKS.md).
     // The first read: a file that is not a database, or a directory, fails here, not in a lookup.
+    // SQLite's own catalogue, read before drizzle wraps the handle: none of the schema's tables.
     sqlite.prepare('SELECT count(*) FROM sqlite_master').get();
     refuseNewerSchema(sqlite, path);
     return sqlite;

@@ -1,21 +1,18 @@
-import type Database from 'better-sqlite3';
 import { and, asc, count, desc, eq, inArray, isNotNull, isNull, sql } from 'drizzle-orm';
+import type { SQLiteColumn } from 'drizzle-orm/sqlite-core';
 import type { MirrorConnection } from './open.ts';
-import type { ListQuery } from './list-params.ts';
+import { positionalSelect } from './positional.ts';
+import type { ListQuery, OrderField } from './list-params.ts';
 import { organizationInvitations as inv, organizations as orgs, replicaPosition } from './schema.ts';
 
-interface InvitationHit {
-  organization_id: string;
-  raw: string | null;
-  deleted_at: number | null;
-}
+const ORDER_COLUMNS: Record<OrderField, SQLiteColumn> = { created_at: inv.createdAt, email_address: inv.emailAddress };
 
 /**
  * The read side of the mirror, shared by the library and the HTTP read API. It answers with
  * the stored JSON text, so HTTP can send it byte for byte and the library can parse it once.
  */
 export class MirrorReader {
-  private byId!: Database.Statement<[string], InvitationHit>;
+  private byId!: ReturnType<MirrorReader['prepareById']>;
   private readonly listCache = new Map<string, ListStatements>();
   private organization!: ReturnType<MirrorReader['prepareOrganization']>;
   private organizationsListed!: ReturnType<MirrorReader['prepareOrganizationsListed']>;
@@ -29,11 +26,17 @@ export class MirrorReader {
   }
 
   private prepare(): void {
-    this.byId = this.conn.sqlite.prepare('SELECT organization_id, raw, deleted_at FROM organization_invitations WHERE id = ?');
+    this.byId = this.prepareById();
     this.organization = this.prepareOrganization();
     this.organizationsListed = this.prepareOrganizationsListed();
     this.anyLiveInvitation = this.prepareAnyLiveInvitation();
     this.listCache.clear();
+  }
+
+  /** Every lookup runs it: prepared on better-sqlite3 itself, without drizzle's per-call mapping (positional.ts). */
+  private prepareById() {
+    const query = this.conn.db.select({ organization_id: inv.organizationId, raw: inv.raw, deleted_at: inv.deletedAt }).from(inv).where(eq(inv.id, sql.placeholder('id')));
+    return positionalSelect(this.conn.sqlite, query, ['id']);
   }
 
   private prepareOrganization() {
@@ -84,10 +87,9 @@ export class MirrorReader {
 
   /** Rows by status, tombstones counted as `tombstoned` (for /metrics; a full scan of the status index). */
   statusCounts(): Record<string, number> {
-    const rows = this.conn.sqlite
-      .prepare("SELECT CASE WHEN deleted_at IS NULL THEN status ELSE 'tombstoned' END AS status, count(*) AS n FROM organization_invitations GROUP BY 1")
-      .all() as { status: string; n: number }[];
-    return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+    const status = sql<string | null>`case when ${inv.deletedAt} is null then ${inv.status} else 'tombstoned' end`;
+    const rows = this.conn.db.select({ status, n: count() }).from(inv).groupBy(status).all();
+    return Object.fromEntries(rows.map((r) => [String(r.status), r.n]));
   }
 
   /** One page of live invitations of an organization, and how many match in all. */
@@ -122,7 +124,7 @@ export class MirrorReader {
       q.emailAddresses.length ? inArray(inv.emailAddress, q.emailAddresses.map((_, i) => sql.placeholder(`e${i}`))) : undefined,
     );
     const by = q.orderBy.direction === 'desc' ? desc : asc;
-    const column = q.orderBy.column === 'created_at' ? inv.createdAt : inv.emailAddress;
+    const column = ORDER_COLUMNS[q.orderBy.column];
     return {
       page: db.select({ raw: inv.raw }).from(inv).where(where).orderBy(by(column), by(inv.id)).limit(sql.placeholder('limit')).offset(sql.placeholder('offset')).prepare(),
       count: db.select({ n: count() }).from(inv).where(where).prepare(),

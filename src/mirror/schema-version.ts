@@ -21,7 +21,13 @@ export function shippedMigrations(): readonly JournalEntry[] {
   return shipped;
 }
 
-/** The `created_at` of every migration recorded in the file, oldest first; empty when never migrated. */
+/**
+ * The `created_at` of every migration recorded in the file, oldest first; empty when never
+ * migrated. Plain SQL on purpose: `sqlite_master` is SQLite's catalogue and
+ * `__drizzle_migrations` is drizzle's migrator's own table (it creates and shapes it), so a
+ * table definition for either here would be a second copy of a schema this project does not
+ * own, and one drizzle-kit must never see.
+ */
 export function appliedMigrations(sqlite: Database.Database): number[] {
   const table = sqlite.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '__drizzle_migrations'").get();
   if (!table) return [];

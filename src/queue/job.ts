@@ -1,10 +1,8 @@
 import { z } from 'zod';
-
-/** Ids Clerk issues: a prefix, an underscore, then letters and digits. Anything else never reaches a path. */
-export const clerkId = (prefix: string) => z.string().regex(new RegExp(`^${prefix}_[A-Za-z0-9]{1,64}$`), `expected a ${prefix}_… id`);
+import { clerkIdSchema } from '../clerk/ids.ts';
 
 const common = {
-  organizationId: clerkId('org'),
+  organizationId: clerkIdSchema('org'),
   /** When the receiver accepted the event (ms): sync lag is measured from here. */
   receivedAt: z.number().int().nonnegative(),
   /** The webhook type, or `reconcile` / `manual`. */
@@ -30,7 +28,7 @@ export function plausibleVersion(updatedAt: number | undefined, at: number): num
 export const invitationJobSchema = z.object({
   kind: z.literal('invitation').optional(),
   ...common,
-  invitationId: clerkId('orginv'),
+  invitationId: clerkIdSchema('orginv'),
   /**
    * `updated_at` in the event that asked for this fetch: the version BAPI must answer at
    * least (the skip rule, stale reads). Only a claim: never stored, not even in a tombstone,

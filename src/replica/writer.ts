@@ -1,19 +1,12 @@
 import type Database from 'better-sqlite3';
-import { eq, sql } from 'drizzle-orm';
+import { count, eq, sql } from 'drizzle-orm';
 import { decodeRecords, isOrganizationId, type RawEntry, type StoredState } from '../state/codec.ts';
 import type { MirrorConnection } from '../mirror/open.ts';
 import { positional } from '../mirror/positional.ts';
-import { organizationInvitations as inv, organizations as orgs, replicaPosition, type NewInvitationRow } from '../mirror/schema.ts';
+import { organizationInvitations as inv, organizations as orgs, replicaPosition, type NewInvitationRow, type ReplicaPositionRow } from '../mirror/schema.ts';
 
-/** Where a replica file stands in the shared state. */
-export interface ReplicaPosition {
-  epoch: string;
-  streamId: string;
-  seq: number;
-  carriesOlderState: boolean;
-  /** Every organization of a complete listing is in the file (ReplicaPositionRow.organizationsListed). */
-  organizationsListed: boolean;
-}
+/** Where a replica file stands in the shared state: its position row, without the row's bookkeeping. */
+export type ReplicaPosition = Omit<ReplicaPositionRow, 'id' | 'updatedAt'>;
 
 /** What applying stream entries did: how many changes, and when the receiver accepted each (for lag). */
 export interface Applied {
@@ -116,7 +109,7 @@ export class ReplicaWriter {
       .prepare();
     this.selectIds = [db.select({ id: inv.id }).from(inv).prepare(), db.select({ id: orgs.id }).from(orgs).prepare()];
     this.deleteRow = [db.delete(inv).where(eq(inv.id, p('id'))).prepare(), db.delete(orgs).where(eq(orgs.id, p('id'))).prepare()];
-    this.countRows = db.select({ n: sql<number>`count(*)` }).from(inv).prepare();
+    this.countRows = db.select({ n: count() }).from(inv).prepare();
   }
 
   get path(): string {

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { clerkTraceId } from '../clerk/error-bodies.ts';
 import type { ClerkErrorJSON } from '../clerk/types.ts';
 import { SimulatorError, badRequest, invalidParam } from './errors.ts';
-import { traceId } from './ids.ts';
 
 export interface Reply {
   status: number;
@@ -75,9 +75,13 @@ export function send(res: ServerResponse, reply: Reply): void {
   res.end(payload);
 }
 
-/** Clerk's error JSON with a fresh `clerk_trace_id`, as every BAPI refusal carries one. */
+/**
+ * Clerk's error JSON with a fresh `clerk_trace_id`, as every BAPI refusal carries one. Not
+ * drawn from the seeded PRNG: trace ids appear only on errors, and drawing them there would
+ * shift every later seeded outcome depending on how many errors happened.
+ */
 export function errorReply(status: number, body: ClerkErrorJSON, headers?: Record<string, string>): Reply {
-  return { status, body: { ...body, clerk_trace_id: traceId() }, headers };
+  return { status, body: { ...body, clerk_trace_id: clerkTraceId() }, headers };
 }
 
 export function toReply(err: unknown): Reply {

@@ -7,18 +7,10 @@ const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
  * leading character is '2' for the current epoch range, so consumers that sniff ids (or
  * humans reading logs) see the same shape as production.
  */
-export function clerkId(prefix: string, random: () => number): string {
+export function newClerkId(prefix: string, random: () => number): string {
   let s = '2';
   for (let i = 1; i < 27; i++) s += BASE62[Math.floor(random() * 62)];
   return `${prefix}_${s}`;
-}
-
-/**
- * Trace ids are not drawn from the seeded PRNG: they appear only on errors, and drawing them
- * there would shift every later seeded outcome depending on how many errors happened.
- */
-export function traceId(): string {
-  return randomBytes(16).toString('hex');
 }
 
 /** A random base62 string from the OS RNG, for generated test credentials. */

@@ -1,5 +1,5 @@
 import { invalidParam } from './errors.ts';
-import { clerkId } from './ids.ts';
+import { newClerkId } from './ids.ts';
 import { DAY_MS, roleName, type OrganizationJSON, type PublicInviterDataJSON, type SimInvitationJSON } from './model.ts';
 
 export interface CreateInvitationInput {
@@ -35,8 +35,8 @@ export function buildInvitation(
   const days = input.expiresInDays ?? 30;
   if (!Number.isSafeInteger(days) || days < 1 || days > 365) throw invalidParam('expires_in_days', 'expires_in_days must be an integer between 1 and 365');
   const role = input.role ?? 'org:member';
-  const id = clerkId('orginv', ctx.random);
-  const ticket = clerkId('tkt', ctx.random).slice('tkt_'.length);
+  const id = newClerkId('orginv', ctx.random);
+  const ticket = newClerkId('tkt', ctx.random).slice('tkt_'.length);
   const { redirectUrl } = input;
   return {
     object: 'organization_invitation',

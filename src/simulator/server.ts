@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WebhookDelivery, type DeliveryOptions } from './delivery.ts';
 import { apiVersionInvalidBody } from '../clerk/error-bodies.ts';
+import { CLERK_RATE_WINDOW_MS, clerkRequestsPerWindow, SECRET_KEY_PATTERN } from '../clerk/secret-key.ts';
 import { notFound, serverErrorBody, tooManyRequests, unauthorized } from './errors.ts';
 import { FaultInjector, type FaultOptions } from './faults.ts';
 import { Router, errorReply, readJson, send, toReply, type Reply } from './http.ts';
@@ -58,7 +59,7 @@ export interface Simulator {
 }
 
 export async function startSimulator(opts: SimulatorOptions): Promise<Simulator> {
-  if (!/^sk_(test|live)_\S+$/.test(opts.secretKey)) throw new TypeError('secretKey must start with sk_test_ or sk_live_');
+  if (!SECRET_KEY_PATTERN.test(opts.secretKey)) throw new TypeError('secretKey must start with sk_test_ or sk_live_');
   if (!opts.signingSecret.startsWith('whsec_')) throw new TypeError('signingSecret must start with whsec_');
   const seed = opts.seed ?? 1;
   const delivery = new WebhookDelivery({
@@ -78,7 +79,7 @@ export async function startSimulator(opts: SimulatorOptions): Promise<Simulator>
     onEvent: (type, data) => void delivery.send(type, data),
   });
   const faults = new FaultInjector(seed, opts.faults);
-  const limiter = new RateLimiter(opts.rateLimit ?? (opts.secretKey.startsWith('sk_live_') ? 1000 : 100), opts.rateWindowMs ?? 10_000, () => store.now());
+  const limiter = new RateLimiter(opts.rateLimit ?? clerkRequestsPerWindow(opts.secretKey), opts.rateWindowMs ?? CLERK_RATE_WINDOW_MS, () => store.now());
   const collector = new StatsCollector();
   const bapi = new Router(bapiRoutes);
   const control = new Router(controlRoutes);

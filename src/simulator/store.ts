@@ -1,5 +1,5 @@
 import { badRequest, invalidParam, notFound } from './errors.ts';
-import { clerkId } from './ids.ts';
+import { newClerkId } from './ids.ts';
 import { buildInvitation, type CreateInvitationInput } from './invitation.ts';
 import {
   DAY_MS,
@@ -150,7 +150,7 @@ export class SimulatorStore {
    */
   createOrganization(input: { name?: string; slug?: string; createdBy?: string; createdAt?: number; webhook?: boolean } = {}): OrganizationJSON {
     const name = input.name ?? organizationName(this.random);
-    const id = clerkId('org', this.random);
+    const id = newClerkId('org', this.random);
     const createdAt = input.createdAt ?? this.now();
     const org: OrganizationJSON = {
       object: 'organization',
@@ -205,7 +205,7 @@ export class SimulatorStore {
     return this.view(inv);
   }
 
-  acceptInvitation(id: string, userId: string = clerkId('user', this.random)): SimInvitationJSON {
+  acceptInvitation(id: string, userId: string = newClerkId('user', this.random)): SimInvitationJSON {
     const inv = this.pending(id);
     inv.status = 'accepted';
     this.touch(inv);
@@ -342,7 +342,7 @@ export class SimulatorStore {
 
   private newInviter(): PublicInviterDataJSON {
     const p = person(this.random, ++this.serial);
-    const data = { user_id: clerkId('user', this.random), first_name: p.firstName, last_name: p.lastName, image_url: DEFAULT_USER_IMAGE, has_image: false, identifier: p.email };
+    const data = { user_id: newClerkId('user', this.random), first_name: p.firstName, last_name: p.lastName, image_url: DEFAULT_USER_IMAGE, has_image: false, identifier: p.email };
     this.inviters.set(data.user_id, data);
     return structuredClone(data);
   }

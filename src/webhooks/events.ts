@@ -1,9 +1,10 @@
 import { z } from 'zod';
-import { clerkId, DERIVED_SOURCE, plausibleVersion, type SyncJobData } from '../queue/job.ts';
+import { clerkIdSchema } from '../clerk/ids.ts';
+import { DERIVED_SOURCE, plausibleVersion, type SyncJobData } from '../queue/job.ts';
 
 const invitationEventData = z.looseObject({
-  id: clerkId('orginv'),
-  organization_id: clerkId('org'),
+  id: clerkIdSchema('orginv'),
+  organization_id: clerkIdSchema('org'),
   updated_at: z.number().int().nonnegative().optional(),
 });
 
@@ -37,7 +38,7 @@ const invitationEvent: EventHandler = (event, receivedAt, note) => {
   return { organizationId, invitationId, eventUpdatedAt, receivedAt, reason: event.type };
 };
 
-const organizationEventData = z.looseObject({ id: clerkId('org') });
+const organizationEventData = z.looseObject({ id: clerkIdSchema('org') });
 
 /**
  * An organization created, changed or deleted: the worker asks Clerk once whether it exists,
@@ -50,7 +51,7 @@ const organizationEvent: EventHandler = (event, receivedAt) => {
 };
 
 const roleEventData = z.looseObject({ key: z.string().regex(DERIVED_SOURCE) });
-const userEventData = z.looseObject({ id: clerkId('user') });
+const userEventData = z.looseObject({ id: clerkIdSchema('user') });
 
 /** A role renamed or deleted: the `role_name` of its invitations changes without their `updated_at`. */
 const roleChanged: EventHandler = (event, receivedAt) => {
