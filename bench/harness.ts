@@ -3,13 +3,14 @@
 // and cleanup of all of it even when a benchmark throws half-way.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
-import { freePort, redisServerArgs } from '../src/redis/managed.ts';
+import { MANAGED_APPENDFSYNC } from '../src/redis/managed.ts';
 import { startService, type Role, type Service } from '../src/service.ts';
+import { startRedisServer } from '../test/helpers/redis-server.ts';
 import type { LoadInput, LoadOutput } from './load-client.ts';
 import type { SimChildInput, SimChildOutput } from './sim-child.ts';
 
@@ -45,52 +46,15 @@ export interface BenchRedis {
 }
 
 /**
- * A private redis-server, spawned here rather than through ManagedRedis so that the exit
- * hook above can kill it if the bench dies. Same settings as ManagedRedis (AOF with
+ * A private redis-server, started by the tests' spawner (test/helpers/redis-server.ts)
+ * rather than through ManagedRedis, so that it is killed if the bench dies. Same settings as ManagedRedis (AOF with
  * `appendfsync always`, noeviction), so the receiver pays what it pays in production;
  * BENCH_REDIS_APPENDFSYNC=everysec measures what that durability costs.
  */
 export async function startRedis(dir: string): Promise<BenchRedis> {
-  const port = await freePort();
-  const dataDir = join(dir, 'redis');
-  mkdirSync(dataDir, { recursive: true });
   const fsync = process.env.BENCH_REDIS_APPENDFSYNC;
-  const args = redisServerArgs({ port, dir: dataDir, ...(fsync === 'everysec' || fsync === 'always' ? { appendfsync: fsync } : {}) });
-  const child = track(spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
-  let output = '';
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${output.slice(-300)}`)), 10_000);
-      child.once('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`redis-server exited with code ${code}: ${output.slice(-300)}`));
-      });
-      child.stdout!.on('data', (chunk: Buffer) => {
-        output += chunk.toString();
-        if (output.includes('Ready to accept connections')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    });
-  } catch (err) {
-    await stopChild(child);
-    throw err;
-  }
-  // Keep draining its output (an unread pipe would fill up and block redis-server) without
-  // keeping it, and drop the start-up listeners: a later exit is not a start-up failure.
-  child.removeAllListeners('exit');
-  child.once('exit', () => children.delete(child));
-  child.stdout!.removeAllListeners('data');
-  child.stderr!.removeAllListeners('data');
-  child.stdout!.resume();
-  child.stderr!.resume();
-  return { url: `redis://127.0.0.1:${port}`, pid: child.pid!, stop: () => stopChild(child) };
+  const server = await startRedisServer({ dir: join(dir, 'redis'), appendfsync: fsync === 'everysec' || fsync === 'always' ? fsync : MANAGED_APPENDFSYNC, readyTimeoutMs: 10_000 });
+  return { url: server.url, pid: server.pid(), stop: () => stopChild(server.child()) };
 }
 
 /** Runs `fn` with a fresh temp dir and a list of closers run in reverse order afterwards, whatever happens. */

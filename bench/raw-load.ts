@@ -1,6 +1,6 @@
 // A keep-alive HTTP/1.1 load generator on raw sockets, for the ingest benchmark. autocannon
-// rebuilds a request whenever its body changes, which cost ~150 µs of CPU per webhook here:
-// a quarter of this 2-core machine at 3,000/s, taken from the server being measured. This one
+// rebuilds a request whenever its body changes, CPU taken from the server being measured on
+// a small machine (BENCHMARKS.md, ingest method). This one
 // writes pre-built request bytes and reads only the status line and content-length, so the
 // CPU goes to the server. One request in flight per connection, as autocannon's pipelining 1.
 import { connect, type Socket } from 'node:net';

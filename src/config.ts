@@ -53,15 +53,16 @@ const nonNegativeInt = (what: string) =>
 /** How long the change stream keeps a change: a replica offline for a day and a half resumes from its offset. */
 export const DEFAULT_RETENTION_MS = 36 * 3_600_000;
 
-/**
- * Every environment variable the service reads, with what it expects. The names are public
- * contract (DESIGN.md); the README's configuration table is written from this schema.
- */
 export const DEFAULT_CLERK_API_URL = 'https://api.clerk.com';
 
 /** The whole stop's deadline, also for a signal that comes before the environment is read. */
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 15_000;
 
+/**
+ * Every environment variable the service reads, with what it expects. The names are public
+ * contract; the README's configuration table lists exactly these with `envDescriptions`
+ * (test/project-files.test.ts holds it to that).
+ */
 export const envSchema = z.object({
   CLERK_SECRET_KEY: optional(
     z.string().regex(SECRET_KEY_PATTERN, 'expected a Clerk secret key starting with sk_live_ or sk_test_'),

@@ -13,7 +13,7 @@ export {
   type PaginatedInvitations,
 } from './mirror/mirror.ts';
 export { createReplica, type CreateReplicaOptions, type ReplicaMirror } from './replica/create.ts';
-export type { ReplicaPhase, ReplicaStatus } from './replica/replica.ts';
+export type { ReplicaPhase, ReplicaStatus } from './replica/status.ts';
 export { loadConfig, ConfigError, type Config } from './config.ts';
 export type { OrganizationInvitation } from '@clerk/backend';
 

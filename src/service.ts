@@ -20,7 +20,8 @@ import { waitForRedis } from './redis/wait.ts';
 import { checkRedisServer, EvictionPolicyWatch, redisWritable, writeProbeKey } from './redis/server-checks.ts';
 import { ManagedRedis } from './redis/managed.ts';
 import { managedRedisDir } from './redis/resolve.ts';
-import { Replica, replicaReadiness } from './replica/replica.ts';
+import { Replica } from './replica/replica.ts';
+import { replicaReadiness } from './replica/status.ts';
 import { mirrorKeys } from './state/keys.ts';
 import { StatePublisher } from './state/publisher.ts';
 import { SharedState } from './state/shared-state.ts';
@@ -167,7 +168,6 @@ export async function startService(o: ServiceOptions): Promise<Service> {
 
       if (has('worker')) {
         const publisher = new StatePublisher({ connection: stateConnection, keys, retentionMs: config.state.retentionMs });
-        const consumer = new SyncQueue({ connection: connect(false), keys });
         const budget = new SharedRateLimiter({ connection: stateConnection, keys, rateLimit: config.clerk.rateLimit });
         const watch = (budgetWatch = new BudgetWatch({ limiter: budget, log }));
         watch.start();
@@ -180,7 +180,6 @@ export async function startService(o: ServiceOptions): Promise<Service> {
           bapi: new BapiClient({ apiUrl: config.clerk.apiUrl, secretKey: config.clerk.secretKey!, timeoutMs: config.clerk.timeoutMs }),
           publisher,
           state,
-          queue: consumer.queue,
           log,
           stats,
           staleReadWaitMs: config.clerk.staleReadWaitMs,

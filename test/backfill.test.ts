@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { BapiClient } from '../src/bapi/client.ts';
 import { createLogger } from '../src/logger.ts';
 import { startSimulator, type Simulator, type SimulatorOptions } from '../src/simulator/index.ts';
@@ -10,7 +10,7 @@ import { runBackfill } from '../src/maintenance/backfill.ts';
 import { SharedRateLimiter } from '../src/bapi/rate-limiter.ts';
 import { RECORDS } from '../src/state/shared-state.ts';
 import { tempDir } from './helpers/fixtures.ts';
-import { isolatedRedisUrl, SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
+import { SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
 import { liveStates, stateSpace, type StateSpace } from './helpers/state.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -31,11 +31,8 @@ const log = createLogger({
 const sims: Simulator[] = [];
 
 beforeAll(async () => {
-  redisUrl = await isolatedRedisUrl(6);
+  redisUrl = inject('redisUrl');
   redis = new Redis(redisUrl);
-});
-beforeEach(async () => {
-  await redis.flushdb();
 });
 afterAll(async () => {
   for (const s of sims) await s.close();

@@ -14,7 +14,7 @@ let org: string;
 const emails: string[] = [];
 
 beforeAll(async () => {
-  h = await startHarness({ redisDb: 11, dir: tmp.path });
+  h = await startHarness({ name: 'bapi-answers', dir: tmp.path });
   org = h.sim.store.createOrganization({ name: 'Answers' }).id;
   for (let i = 0; i < 12; i++) {
     const inv = h.sim.store.createInvitation(org, { emailAddress: `answer${String.fromCharCode(108 - i)}${i}@example.com` });

@@ -14,8 +14,8 @@ const BULK = 1000;
 beforeAll(async () => {
   // A coalescing window far longer than any wait below: an event alone that waited for it
   // would not be visible in time (the leading edge).
-  h = await startHarness({ redisDb: 16, dir: tmp.path, sim: { rateLimit: 100, rateWindowMs: 10_000 }, coalesceMs: 60_000 });
-  second = await createReplica({ redisUrl: h.service.redisUrl!, path: ':memory:' });
+  h = await startHarness({ name: 'bulk', dir: tmp.path, sim: { rateLimit: 100, rateWindowMs: 10_000 }, coalesceMs: 60_000 });
+  second = await createReplica({ redisUrl: h.service.redisUrl!, keyPrefix: h.keys.prefix, path: ':memory:' });
 });
 afterAll(async () => {
   await second?.close();

@@ -122,7 +122,6 @@ describe('BapiClient against a BAPI-shaped server', () => {
       expect(classifyError(await failure(c.getOrganizationInvitation(ORG, bad)))).toBe('not_found');
       expect(classifyError(await failure(c.listOrganizationInvitations(bad, {})))).toBe('not_found');
       expect(seen).toHaveLength(0);
-      expect(c.stats().requests).toBe(0);
     },
   );
 
@@ -179,7 +178,7 @@ describe('BapiClient against a BAPI-shaped server', () => {
     expect(e).toBeInstanceOf(BapiRetryableError);
     expect(e.status).toBeUndefined();
     expect(e.message).toMatch(/timed out/);
-    expect(c.stats()).toEqual({ requests: 1, byStatus: { timeout: 1 } });
+    expect(seen).toHaveLength(1);
   });
 
   it('gives up on a body that stops half-way, as retryable', async () => {
@@ -197,7 +196,7 @@ describe('BapiClient against a BAPI-shaped server', () => {
     const e = await failure(c.getOrganizationInvitation(ORG, INV));
     expect(e).toBeInstanceOf(BapiRetryableError);
     expect(e.status).toBeUndefined();
-    expect(c.stats().byStatus).toEqual({ network: 1 });
+    expect(e.message).toMatch(/network/i);
   });
 
   it('reads a refused connection as retryable', async () => {
@@ -266,7 +265,7 @@ describe('BapiClient against a BAPI-shaped server', () => {
 
     await c.listOrganizationInvitations(ORG, { offset: 0 });
     expect(seen[1]!.url).toBe(`/v1/organizations/${ORG}/invitations?offset=0`);
-    expect(c.stats()).toEqual({ requests: 2, byStatus: { '200': 2 } });
+    expect(seen).toHaveLength(2);
   });
 
   it('lists organizations and refuses a malformed page', async () => {
@@ -355,10 +354,10 @@ describe('BapiClient against the simulator', () => {
     sim.setFaults({ errorRate: 0, hangRate: 1 });
     expect((await failure(c.listOrganizations({}))).message).toMatch(/timed out/);
     sim.setFaults({ hangRate: 0, dropRate: 1 });
-    expect(await failure(c.listOrganizations({}))).toBeInstanceOf(BapiRetryableError);
-    const byStatus = c.stats().byStatus;
-    expect(byStatus.timeout).toBe(1);
-    expect(byStatus.network).toBe(1);
+    const dropped = await failure(c.listOrganizations({}));
+    expect(dropped).toBeInstanceOf(BapiRetryableError);
+    expect(dropped.status).toBeUndefined();
+    expect(dropped.message).not.toMatch(/timed out/);
   });
 
   it('reads the rate limit as rate limited with a Retry-After', async () => {
@@ -368,7 +367,7 @@ describe('BapiClient against the simulator', () => {
     const outcomes = await Promise.allSettled([1, 2, 3].map(() => c.listOrganizations({})));
     const e = await failure(Promise.reject((outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult | undefined)?.reason));
     expect(e).toBeInstanceOf(BapiRateLimitedError);
-    expect(c.stats().byStatus['429']).toBeGreaterThanOrEqual(1);
+    expect(e.status).toBe(429);
     expect((e as BapiRateLimitedError).retryAfterMs).toBeGreaterThan(0);
   });
 });

@@ -1,17 +1,16 @@
 import type { Socket } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { WriteCoalescer } from '../src/redis/coalesce-writes.ts';
 import { connectRedis, type Redis } from '../src/redis/connection.ts';
-import { isolatedRedisUrl } from './helpers/pipeline.ts';
+import { redisSpace } from './helpers/state.ts';
 
-let url: string;
+const space = redisSpace('coalesce-writes');
+const { url } = space;
 const open: Redis[] = [];
-beforeAll(async () => {
-  url = await isolatedRedisUrl(9);
-});
 afterAll(async () => {
   await Promise.all(open.map((c) => c.quit().catch(() => c.disconnect())));
+  await space.clear();
 });
 
 async function ready(): Promise<Redis> {
@@ -44,14 +43,14 @@ it('commands issued in one turn after hold() leave in one socket write, and each
   const counted = countWrites(c);
   coalescer.hold();
   coalescer.hold(); // idempotent within the turn
-  const replies = Promise.all(Array.from({ length: 20 }, () => c.incr('coalesced')));
+  const replies = Promise.all(Array.from({ length: 20 }, () => c.incr(space.key('coalesced'))));
   expect(counted.writes()).toBe(0);
   expect(await replies).toStrictEqual(Array.from({ length: 20 }, (_, i) => i + 1));
   expect(counted.writes()).toBe(1);
 
   // Without hold(), ioredis writes each command at once.
   const before = counted.writes();
-  await Promise.all([c.incr('plain'), c.incr('plain'), c.incr('plain')]);
+  await Promise.all([c.incr(space.key('plain')), c.incr(space.key('plain')), c.incr(space.key('plain'))]);
   expect(counted.writes() - before).toBe(3);
 });
 
@@ -73,6 +72,6 @@ it('before the connection is ready hold() does nothing and commands still go thr
   open.push(c);
   expect(c.status).not.toBe('ready');
   new WriteCoalescer(c).hold();
-  expect(await c.set('early', '1')).toBe('OK');
-  expect(await c.get('early')).toBe('1');
+  expect(await c.set(space.key('early'), '1')).toBe('OK');
+  expect(await c.get(space.key('early'))).toBe('1');
 });

@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { envSchema, loadConfig } from '../src/config.ts';
 import { freePort } from '../src/redis/managed.ts';
+import { startRedisServer } from './helpers/redis-server.ts';
 
 // Nobody can run `docker compose up` on the CI machine, so these pin what the files promise,
 // and run what can run outside Docker: the healthchecks, and redis-server with compose's arguments.
@@ -227,32 +228,11 @@ describe('Redis as compose starts it', () => {
   async function start(dotenv: Record<string, string>): Promise<number> {
     const [bin, ...args] = redis!.command!.map((a) => interpolate(a, dotenv));
     expect(bin).toBe('redis-server');
-    const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'cim-compose-redis-'));
     dirs.push(dir);
-    const child = spawn('redis-server', [...args, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
-    stops.push(async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGKILL');
-      await exited;
-    });
-    let out = '';
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10_000);
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`redis-server exited with ${code}: ${out}`));
-      });
-      child.stdout!.on('data', (c: Buffer) => {
-        out += c.toString();
-        if (!out.includes('Ready to accept connections')) return;
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-    child.removeAllListeners('exit');
-    return port;
+    const server = await startRedisServer({ dir, args: (port) => [...args, '--port', String(port), '--bind', '127.0.0.1', '--dir', dir], readyTimeoutMs: 10_000 });
+    stops.push(() => server.stop());
+    return server.port;
   }
 
   /** Connects with the URL the app containers get, pointed at `port`, and PINGs. */

@@ -9,7 +9,7 @@ describe('demo (short form)', () => {
     const r = await runCli(['demo', '--organizations', '3', '--invitations', '4', '--new', '40', '--seed', '3'], {});
     expect(r.output).toMatch(/CHECK PASSED: both replicas hold exactly the simulator's \d+ invitations/);
     expect(r.code).toBe(0);
-    for (const line of ['webhooks delivered', 'invitation events', 'sync jobs', 'BAPI calls', 'sync lag', 'local lookups', 'replicas']) {
+    for (const line of ['webhooks delivered', 'invitation events', 'sync jobs', 'BAPI calls', 'replica lag', 'local lookups', 'replicas']) {
       expect(r.output).toMatch(new RegExp(`^  ${line} +\\S`, 'm'));
     }
     const accepted = Number(/invitation events +(\d+) accepted/.exec(r.output)?.[1]);

@@ -2,7 +2,6 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mirrorOver } from '../src/mirror/mirror.ts';
 import { createReplica, type ReplicaMirror } from '../src/replica/create.ts';
-import { mirrorKeys } from '../src/state/keys.ts';
 import { tempDir } from './helpers/fixtures.ts';
 import { createLogger } from '../src/logger.ts';
 import type { InvitationJobData } from '../src/queue/job.ts';
@@ -20,8 +19,8 @@ let redis: Redis;
 const EXPIRES_IN_MS = 2500;
 
 beforeAll(async () => {
-  h = await startHarness({ redisDb: 15, dir: tmp.path });
-  second = await createReplica({ redisUrl: h.service.redisUrl!, path: ':memory:' });
+  h = await startHarness({ name: 'expiry', dir: tmp.path });
+  second = await createReplica({ redisUrl: h.service.redisUrl!, keyPrefix: h.keys.prefix, path: ':memory:' });
   redis = new Redis(h.service.redisUrl!);
 });
 afterAll(async () => {
@@ -49,7 +48,7 @@ describe.each([
       await settle(h);
       const local = mirrorOver(h.service.mirror!);
       for (const inv of expiring) expect(await statusIn(local, org, inv.id)).toBe('pending');
-      const members = await redis.zrange(mirrorKeys().expiries, '0', '-1');
+      const members = await redis.zrange(h.keys.expiries, '0', '-1');
       for (const inv of expiring) expect(members).toContain(`${org}/${inv.id}`);
       // An accepted invitation has no expiry left to wait for.
       expect(members).not.toContain(`${org}/${accepted.id}`);
@@ -70,7 +69,7 @@ describe.each([
       }
       expect(calls[accepted.id]).toBe(callsBefore[accepted.id]);
       expect(await statusIn(local, org, accepted.id)).toBe('accepted');
-      expect(await redis.zrange(mirrorKeys().expiries, '0', '-1')).not.toContain(`${org}/${expiring[0]!.id}`);
+      expect(await redis.zrange(h.keys.expiries, '0', '-1')).not.toContain(`${org}/${expiring[0]!.id}`);
     } finally {
       h.sim.store.expiryMovesUpdatedAt = true;
     }

@@ -1,34 +1,21 @@
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
-import { QUEUE_PREFIX, SYNC_QUEUE } from '../src/queue/names.ts';
+import { SYNC_QUEUE } from '../src/queue/names.ts';
 import { startService, type Service } from '../src/service.ts';
-import { startSimulator, type Simulator } from '../src/simulator/index.ts';
-import { killAllChildren, runCli } from './helpers/child.ts';
-import { tempDir, waitUntil } from './helpers/fixtures.ts';
-import { isolatedRedisUrl, SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
+import { binaryRig, runCli } from './helpers/child.ts';
+import { waitUntil } from './helpers/fixtures.ts';
+import { SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
 
-const tmp = tempDir();
-let sim: Simulator;
-let redisUrl: string;
-let queue: Queue;
-let connection: Redis;
-
-beforeAll(async () => {
-  redisUrl = await isolatedRedisUrl(8);
-  sim = await startSimulator({ secretKey: SECRET_KEY, signingSecret: SIGNING_SECRET, rateLimit: 0 });
-  connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  queue = new Queue(SYNC_QUEUE, { connection, prefix: QUEUE_PREFIX });
-});
+const { tmp, sim, redis } = await binaryRig('failed');
+const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+const queue = new Queue(SYNC_QUEUE, { connection, prefix: redis.keys.queuePrefix });
 afterAll(async () => {
-  killAllChildren();
-  await queue?.close();
-  await connection?.quit();
-  await sim?.close();
-  tmp.cleanup();
+  await queue.close();
+  await connection.quit();
 });
 
 function serviceWith(secretKey: string): Promise<Service> {
@@ -36,7 +23,7 @@ function serviceWith(secretKey: string): Promise<Service> {
     CLERK_SECRET_KEY: secretKey,
     CLERK_WEBHOOK_SIGNING_SECRET: SIGNING_SECRET,
     CLERK_API_URL: sim.url,
-    REDIS_URL: redisUrl,
+    ...redis.env,
     MIRROR_DB_PATH: join(tmp.path, 'mirror.db'),
     PORT: '0',
   });
@@ -64,7 +51,7 @@ describe('failed list / failed retry', () => {
       await wrong.stop();
     }
 
-    const env = { REDIS_URL: redisUrl };
+    const env = redis.env;
     const table = await runCli(['failed', 'list'], env);
     expect(table.code).toBe(0);
     expect(table.output).toMatch(/^3 failed job\(s\)$/m);
@@ -114,7 +101,7 @@ describe('failed list / failed retry', () => {
   });
 
   it('refuses a bare `retry` and an unknown action', async () => {
-    expect((await runCli(['failed', 'retry'], { REDIS_URL: redisUrl })).code).toBe(2);
-    expect((await runCli(['failed', 'purge'], { REDIS_URL: redisUrl })).code).toBe(2);
+    expect((await runCli(['failed', 'retry'], redis.env)).code).toBe(2);
+    expect((await runCli(['failed', 'purge'], redis.env)).code).toBe(2);
   });
 });

@@ -16,8 +16,8 @@ const GET_INVITATION = 'GET /v1/organizations/:organization_id/invitations/:invi
 const LIST = 'GET /v1/organizations/:organization_id/invitations';
 
 beforeAll(async () => {
-  h = await startHarness({ redisDb: 13, dir: tmp.path });
-  second = await createReplica({ redisUrl: h.service.redisUrl!, path: ':memory:' });
+  h = await startHarness({ name: 'indirect-changes', dir: tmp.path });
+  second = await createReplica({ redisUrl: h.service.redisUrl!, keyPrefix: h.keys.prefix, path: ':memory:' });
 });
 afterAll(async () => {
   await second?.close();

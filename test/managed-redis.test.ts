@@ -1,23 +1,13 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../src/simulator/index.ts';
-import { killAllChildren, spawnCli, type CliProcess } from './helpers/child.ts';
-import { tempDir, waitUntil } from './helpers/fixtures.ts';
-import { isolatedRedisUrl, SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
-import { redisAnswers } from './helpers/own-redis.ts';
+import { describe, expect, it } from 'vitest';
+import { binaryRig, spawnCli, type CliProcess } from './helpers/child.ts';
+import { waitUntil } from './helpers/fixtures.ts';
+import { SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
+import { redisAnswers, startRedisServer } from './helpers/redis-server.ts';
 
-const tmp = tempDir();
-let sim: Simulator;
-beforeAll(async () => {
-  sim = await startSimulator({ secretKey: SECRET_KEY, signingSecret: SIGNING_SECRET, rateLimit: 0 });
-});
-afterAll(async () => {
-  killAllChildren();
-  await sim?.close();
-  tmp.cleanup();
-});
+const { tmp, sim } = await binaryRig('managed-redis');
 
 const env = (db: string) => ({
   CLERK_SECRET_KEY: SECRET_KEY,
@@ -50,7 +40,9 @@ describe('the private redis-server', () => {
   });
 
   it('a stale redis.url naming an unrelated Redis is neither adopted, written into, nor shut down', async () => {
-    const unrelated = await isolatedRedisUrl(26);
+    // A redis-server of this test's own, so that every key on it can be counted.
+    const server = await startRedisServer({ dir: join(tmp.path, 'unrelated') });
+    const unrelated = server.url;
     const probe = new Redis(unrelated);
     await probe.set('unrelated-marker', '1');
     const dir = join(tmp.path, 'stale/redis');
@@ -68,6 +60,7 @@ describe('the private redis-server', () => {
     // No job, state or schedule of ours landed there.
     expect(await probe.keys('*')).toEqual(['unrelated-marker']);
     await probe.quit();
+    await server.stop();
   });
 
   it('after a crash the next start adopts the server it left (proven by run id and directory) and stops it at the end', async () => {

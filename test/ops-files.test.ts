@@ -463,7 +463,7 @@ describe('every metric and label the ops files name exists in a running service'
   let cat: Catalogue;
 
   beforeAll(async () => {
-    h = await startHarness({ redisDb: 29, dir: tmp.path, env: { MIRROR_API_KEY: API_KEY } });
+    h = await startHarness({ name: 'ops-files', dir: tmp.path, env: { MIRROR_API_KEY: API_KEY } });
     // Traffic first, so labelled series have samples: webhooks, jobs, BAPI calls, the replica, reads, a refused signature.
     const org = h.sim.store.createOrganization({ name: 'Ops' });
     const invs = Array.from({ length: 4 }, (_, i) => h.sim.store.createInvitation(org.id, { emailAddress: `ops${i}@example.com` }));

@@ -8,7 +8,7 @@ const tmp = tempDir();
 let h: Harness;
 
 beforeAll(async () => {
-  h = await startHarness({ redisDb: 1, dir: tmp.path });
+  h = await startHarness({ name: 'pipeline', dir: tmp.path });
 });
 afterAll(async () => {
   await h?.stop();

@@ -7,7 +7,6 @@ import { BapiClient } from '../src/bapi/client.ts';
 import { ConfigError, loadConfig } from '../src/config.ts';
 import { runBackfill } from '../src/maintenance/backfill.ts';
 import { SharedRateLimiter } from '../src/bapi/rate-limiter.ts';
-import { mirrorKeys } from '../src/state/keys.ts';
 import { StatePublisher } from '../src/state/publisher.ts';
 import { SharedState } from '../src/state/shared-state.ts';
 import { isLoopback } from '../src/http/metrics.ts';
@@ -22,7 +21,7 @@ let h: Harness;
 let orgs: string[];
 
 beforeAll(async () => {
-  h = await startHarness({ redisDb: 3, dir: tmp.path, env: { MIRROR_API_KEY: API_KEY } });
+  h = await startHarness({ name: 'read-api', dir: tmp.path, env: { MIRROR_API_KEY: API_KEY } });
   // Invitations reach the mirror only through webhooks here, as they would in production.
   orgs = [h.sim.store.createOrganization({ name: 'Read A' }).id, h.sim.store.createOrganization({ name: 'Read B' }).id];
   for (let i = 0; i < 30; i++) {
@@ -177,7 +176,7 @@ describe('read API: auth', () => {
     expect(await unfilled.json()).toEqual({ status: 'unavailable', failing: { replica: 'the shared state has not been filled by a backfill yet' } });
     const redis = new Redis(h.service.redisUrl!);
     try {
-      const keys = mirrorKeys();
+      const { keys } = h;
       const summary = await runBackfill({
         state: new SharedState(redis, keys),
         publisher: new StatePublisher({ connection: redis, keys, retentionMs: 60_000 }),
@@ -297,7 +296,7 @@ describe('operations endpoints', () => {
   });
 
   it('/metrics of a process without a credential answers loopback scrapes only', async () => {
-    const config = loadConfig({ CLERK_WEBHOOK_SIGNING_SECRET: 'whsec_' + Buffer.alloc(32, 3).toString('base64'), REDIS_URL: h.service.redisUrl, PORT: '0' });
+    const config = loadConfig({ CLERK_WEBHOOK_SIGNING_SECRET: 'whsec_' + Buffer.alloc(32, 3).toString('base64'), ...h.redis.env, PORT: '0' });
     const receiverOnly = await startService({ config, log: createLogger({ level: 'silent' }), roles: ['receiver'] });
     try {
       const res = await fetch(`${receiverOnly.url}/metrics`);

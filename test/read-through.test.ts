@@ -17,9 +17,10 @@ const WINDOW_MS = 2000;
 const GET = 'GET /v1/organizations/:organization_id/invitations/:invitation_id';
 
 beforeAll(async () => {
-  h = await startHarness({ redisDb: 17, dir: tmp.path, env: { READ_THROUGH: '1', READ_THROUGH_LIMIT: String(CAP), BAPI_RATE_WINDOW_MS: String(WINDOW_MS) } });
+  h = await startHarness({ name: 'read-through', dir: tmp.path, env: { READ_THROUGH: '1', READ_THROUGH_LIMIT: String(CAP), BAPI_RATE_WINDOW_MS: String(WINDOW_MS) } });
   library = await createReplica({
     redisUrl: h.service.redisUrl!,
+    keyPrefix: h.keys.prefix,
     path: ':memory:',
     readThrough: { secretKey: SECRET_KEY, apiUrl: h.sim.url, maxPerWindow: CAP, rateLimit: { max: 30, windowMs: WINDOW_MS } },
   });

@@ -1,10 +1,9 @@
-import { killOwnRedises, ownRedis } from './helpers/own-redis.ts';
+import { killRedisServers, ownRedis } from './helpers/redis-server.ts';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
 import { startService } from '../src/service.ts';
-import { mirrorKeys } from '../src/state/keys.ts';
 import { fixture, tempDir } from './helpers/fixtures.ts';
 import { SECRET_KEY, SIGNING_SECRET, signed, startHarness, type Harness } from './helpers/pipeline.ts';
 
@@ -12,7 +11,7 @@ const tmp = tempDir();
 let h: Harness;
 beforeAll(async () => {
   // Receiver only: whatever reaches the queue stays there for the test to see.
-  h = await startHarness({ redisDb: 2, dir: tmp.path, roles: ['receiver'] });
+  h = await startHarness({ name: 'receiver', dir: tmp.path, roles: ['receiver'] });
 });
 afterAll(async () => {
   await h?.stop();
@@ -94,10 +93,10 @@ describe('POST /webhooks/clerk accepts', () => {
         expect(jobs.get(`orginv_2future${i}`)).toMatchObject({ organizationId: data.organization_id, reason: 'organizationInvitation.accepted' });
         expect(jobs.get(`orginv_2future${i}`)).not.toHaveProperty('eventUpdatedAt');
         // Nothing announced: later events of it are neither held back nor made to fetch.
-        expect(await redis.get(mirrorKeys().announced(`orginv_2future${i}`))).toBeNull();
+        expect(await redis.get(h.keys.announced(`orginv_2future${i}`))).toBeNull();
       }
       expect(jobs.get('orginv_2skewed')).toMatchObject({ eventUpdatedAt: skewed });
-      expect(await redis.get(mirrorKeys().announced('orginv_2skewed'))).toBe(String(skewed));
+      expect(await redis.get(h.keys.announced('orginv_2skewed'))).toBe(String(skewed));
       expect(h.service.stats.suspectEvents.futureUpdatedAt).toBe(2);
       expect(h.logs()).toMatch(/updated_at lies more than 5 min past our clock/);
     } finally {
@@ -142,7 +141,7 @@ describe('when Redis is unavailable', () => {
       expect((await service.app.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
     } finally {
       await service.stop();
-      killOwnRedises();
+      killRedisServers();
     }
   });
 

@@ -11,13 +11,12 @@ import { startMaintenance } from '../src/maintenance/jobs.ts';
 import { SharedRateLimiter } from '../src/bapi/rate-limiter.ts';
 import { lastReconcileAt, runReconcile, type DriftKind } from '../src/maintenance/reconcile.ts';
 import { isEqualReport, verifyReplica } from '../src/replica/verify.ts';
-import { mirrorKeys } from '../src/state/keys.ts';
+import type { MirrorKeys } from '../src/state/keys.ts';
 import { StatePublisher } from '../src/state/publisher.ts';
 import { SharedState } from '../src/state/shared-state.ts';
 import { tempDir } from './helpers/fixtures.ts';
 import { SECRET_KEY, settle, startHarness, type Harness } from './helpers/pipeline.ts';
 
-const REDIS_DB = 7;
 const tmp = tempDir();
 let h: Harness;
 let redis: Redis;
@@ -25,13 +24,14 @@ let redisUrl: string;
 
 beforeAll(async () => {
   h = await startHarness({
-    redisDb: REDIS_DB,
+    name: 'reconcile',
     dir: tmp.path,
     // Clerk's worst: a fifth of the webhooks never arrive, the rest are reordered and duplicated.
     sim: { delivery: { dropRate: 0.2, duplicateRate: 0.5, reorderRate: 0.5, reorderWindowMs: 100 } },
     env: { BAPI_RATE_LIMIT: '1000' },
   });
   redisUrl = h.service.redisUrl!;
+  keys = h.keys;
   redis = new Redis(redisUrl);
   state = new SharedState(redis, keys);
 });
@@ -42,7 +42,7 @@ afterAll(async () => {
 });
 
 const log = createLogger({ level: 'silent' });
-const keys = mirrorKeys();
+let keys: MirrorKeys;
 let state: SharedState;
 const deps = () => ({
   state,
@@ -241,7 +241,7 @@ describe('reconciliation', () => {
     const config = loadConfig({
       CLERK_SECRET_KEY: SECRET_KEY,
       CLERK_API_URL: h.sim.url,
-      REDIS_URL: redisUrl,
+      ...h.redis.env,
       BAPI_RATE_LIMIT: '1000',
       RECONCILE_INTERVAL_MS: '60000',
     });

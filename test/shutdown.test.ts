@@ -3,42 +3,29 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { MAINTENANCE_QUEUE } from '../src/maintenance/jobs.ts';
-import { QUEUE_PREFIX } from '../src/queue/names.ts';
 import { freePort } from '../src/redis/managed.ts';
-import { killOwnRedises, ownRedis } from './helpers/own-redis.ts';
-import { startSimulator, type Simulator } from '../src/simulator/index.ts';
-import { killAllChildren, spawnCli, type CliProcess } from './helpers/child.ts';
-import { tempDir, waitUntil } from './helpers/fixtures.ts';
-import { isolatedRedisUrl, SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
+import { killRedisServers, ownRedis } from './helpers/redis-server.ts';
+import { startSimulator } from '../src/simulator/index.ts';
+import { binaryRig, spawnCli, type CliProcess } from './helpers/child.ts';
+import { waitUntil } from './helpers/fixtures.ts';
+import { SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
 
 // SIGTERM must end the process within SHUTDOWN_TIMEOUT_MS whatever hangs: these give it
 // every reason to hang and wait for the exit a little longer than the deadline.
 const DEADLINE_MS = 4000;
 const SLACK_MS = 3000;
 
-const tmp = tempDir();
-let sim: Simulator;
-let redisUrl: string;
-
-beforeAll(async () => {
-  redisUrl = await isolatedRedisUrl(19);
-  sim = await startSimulator({ secretKey: SECRET_KEY, signingSecret: SIGNING_SECRET, rateLimit: 0 });
-});
-afterAll(async () => {
-  killAllChildren();
-  killOwnRedises();
-  await sim?.close();
-  tmp.cleanup();
-});
+const { tmp, sim, redis } = await binaryRig('shutdown');
+afterAll(killRedisServers);
 
 const credentials = { CLERK_SECRET_KEY: SECRET_KEY, CLERK_WEBHOOK_SIGNING_SECRET: SIGNING_SECRET, MIRROR_API_KEY: 'shutdown-test-api-key-0123456789' };
 
 let started = 0;
 /** Each run on keys of its own (a hung backfill's lock outlives its test), unless `env` names them. */
 function start(env: Record<string, string>, args: string[] = [], wrapper?: string[]): CliProcess {
-  const prefix = `shutdown-test-${++started}`;
+  const prefix = redis.sub(`run-${++started}`);
   return spawnCli(['start', ...args], { LOG_LEVEL: 'info', PORT: '0', SHUTDOWN_TIMEOUT_MS: String(DEADLINE_MS), REDIS_KEY_PREFIX: prefix, ...env }, undefined, { wrapper });
 }
 
@@ -72,9 +59,9 @@ describe('shutdown within its deadline', () => {
 
   it('with a backfill in flight on a Clerk that never answers', async () => {
     const hanging = await startSimulator({ secretKey: SECRET_KEY, signingSecret: SIGNING_SECRET, rateLimit: 0, faults: { hangRate: 1 } });
-    const maintenance = new Queue(MAINTENANCE_QUEUE, { connection: new Redis(redisUrl, { maxRetriesPerRequest: null }), prefix: QUEUE_PREFIX });
+    const maintenance = new Queue(MAINTENANCE_QUEUE, { connection: new Redis(redis.url, { maxRetriesPerRequest: null }), prefix: redis.keys.queuePrefix });
     try {
-      const p = start({ ...credentials, CLERK_API_URL: hanging.url, REDIS_URL: redisUrl, MIRROR_DB_PATH: join(tmp.path, 'hang/mirror.db'), BAPI_TIMEOUT_MS: '60000', REDIS_KEY_PREFIX: 'clerk-invitation-mirror' });
+      const p = start({ ...credentials, CLERK_API_URL: hanging.url, ...redis.env, MIRROR_DB_PATH: join(tmp.path, 'hang/mirror.db'), BAPI_TIMEOUT_MS: '60000' });
       await startedUrl(p);
       // The shared state is empty: start-up queued a backfill, and its first list call hangs.
       await waitUntil(async () => (await maintenance.getActiveCount()) > 0, 'an active backfill');
@@ -117,7 +104,7 @@ describe('as PID 1 (a container without init)', () => {
   });
 
   it('SIGTERM during start-up ends the process, long before start-up would have finished', async () => {
-    const p = start({ ...credentials, CLERK_API_URL: sim.url, REDIS_URL: redisUrl, MIRROR_DB_PATH: join(tmp.path, 'pid1-early/mirror.db') }, [], unshare);
+    const p = start({ ...credentials, CLERK_API_URL: sim.url, REDIS_URL: redis.url, MIRROR_DB_PATH: join(tmp.path, 'pid1-early/mirror.db') }, [], unshare);
     const pid = await pid1Of(p);
     // Between exec and the binary's first line nothing can catch a signal (Node's own
     // handler re-raises it, which PID 1 ignores; init: true covers that window in compose),
@@ -141,7 +128,7 @@ describe('as PID 1 (a container without init)', () => {
   });
 
   it('SIGTERM once running stops it cleanly, as for any other process', async () => {
-    const p = start({ ...credentials, CLERK_API_URL: sim.url, REDIS_URL: redisUrl, MIRROR_DB_PATH: join(tmp.path, 'pid1/mirror.db') }, [], unshare);
+    const p = start({ ...credentials, CLERK_API_URL: sim.url, REDIS_URL: redis.url, MIRROR_DB_PATH: join(tmp.path, 'pid1/mirror.db') }, [], unshare);
     await startedUrl(p);
     process.kill(await pid1Of(p), 'SIGTERM');
     expect(await exitWithinDeadline(p)).toBe(0);

@@ -11,7 +11,7 @@ let h: Harness;
 const WAIT_MS = 1500;
 
 beforeAll(async () => {
-  h = await startHarness({ redisDb: 14, dir: tmp.path, env: { STALE_READ_WAIT_MS: String(WAIT_MS) }, sim: { readLagMs: 700 } });
+  h = await startHarness({ name: 'stale-read', dir: tmp.path, env: { STALE_READ_WAIT_MS: String(WAIT_MS) }, sim: { readLagMs: 700 } });
 });
 afterAll(async () => {
   await h?.stop();

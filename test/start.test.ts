@@ -2,27 +2,15 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createMirror } from '../src/mirror/mirror.ts';
-import { QUEUE_PREFIX, SYNC_QUEUE } from '../src/queue/names.ts';
-import { startSimulator, type Simulator } from '../src/simulator/index.ts';
-import { killAllChildren, runCli, spawnCli, type CliProcess } from './helpers/child.ts';
-import { tempDir, waitUntil } from './helpers/fixtures.ts';
-import { isolatedRedisUrl, SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
+import { SYNC_QUEUE } from '../src/queue/names.ts';
+import { startSimulator } from '../src/simulator/index.ts';
+import { binaryRig, runCli, spawnCli, type CliProcess } from './helpers/child.ts';
+import { waitUntil } from './helpers/fixtures.ts';
+import { SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
 
-const tmp = tempDir();
-let sim: Simulator;
-let redisUrl: string;
-
-beforeAll(async () => {
-  redisUrl = await isolatedRedisUrl(4);
-  sim = await startSimulator({ secretKey: SECRET_KEY, signingSecret: SIGNING_SECRET, rateLimit: 0 });
-});
-afterAll(async () => {
-  killAllChildren();
-  await sim?.close();
-  tmp.cleanup();
-});
+const { tmp, sim, redis } = await binaryRig('start');
 
 function start(env: Record<string, string>, args: string[] = []): CliProcess {
   return spawnCli(['start', ...args], { LOG_LEVEL: 'info', PORT: '0', ...env });
@@ -76,7 +64,7 @@ describe('start: refusing to run', () => {
 describe('start: running and stopping', () => {
   it('syncs webhooks, then exits 0 on SIGTERM after closing everything', async () => {
     const db = join(tmp.path, 'run/mirror.db');
-    const p = start({ ...credentials, CLERK_API_URL: sim.url, REDIS_URL: redisUrl, MIRROR_DB_PATH: db });
+    const p = start({ ...credentials, CLERK_API_URL: sim.url, ...redis.env, MIRROR_DB_PATH: db });
     const url = await startedUrl(p);
     // Ready once the replica has loaded a shared state that the start-up backfill filled.
     await waitUntil(async () => (await fetch(`${url}/readyz`)).status === 200, 'readiness');
@@ -101,9 +89,9 @@ describe('start: running and stopping', () => {
 
   it('a second signal exits at once while active jobs are still running', async () => {
     const hanging = await startSimulator({ secretKey: SECRET_KEY, signingSecret: SIGNING_SECRET, rateLimit: 0, faults: { hangRate: 1 } });
-    const queue = new Queue(SYNC_QUEUE, { connection: new Redis(redisUrl, { maxRetriesPerRequest: null }), prefix: QUEUE_PREFIX });
+    const queue = new Queue(SYNC_QUEUE, { connection: new Redis(redis.url, { maxRetriesPerRequest: null }), prefix: redis.keys.queuePrefix });
     try {
-      const p = start({ ...credentials, CLERK_API_URL: hanging.url, REDIS_URL: redisUrl, MIRROR_DB_PATH: join(tmp.path, 'hang/mirror.db'), BAPI_TIMEOUT_MS: '60000' });
+      const p = start({ ...credentials, CLERK_API_URL: hanging.url, ...redis.env, MIRROR_DB_PATH: join(tmp.path, 'hang/mirror.db'), BAPI_TIMEOUT_MS: '60000' });
       const url = await startedUrl(p);
       hanging.delivery.addEndpoint(`${url}/webhooks/clerk`);
       hanging.store.createInvitation(hanging.store.createOrganization({ name: 'Hang' }).id, { emailAddress: 'hang@example.com' });

@@ -1,4 +1,4 @@
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, expect, inject, it } from 'vitest';
 import { BapiClient } from '../src/bapi/client.ts';
 import { createLogger } from '../src/logger.ts';
 import type { InvitationJobData } from '../src/queue/job.ts';
@@ -9,7 +9,7 @@ import { startSimulator, type Simulator } from '../src/simulator/index.ts';
 import { PipelineStats } from '../src/stats.ts';
 import { SyncWorker } from '../src/worker/sync-worker.ts';
 import { waitUntil } from './helpers/fixtures.ts';
-import { SECRET_KEY, SIGNING_SECRET, isolatedRedisUrl } from './helpers/pipeline.ts';
+import { SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
 import { stateSpace } from './helpers/state.ts';
 
 const closers: (() => Promise<unknown> | unknown)[] = [];
@@ -17,22 +17,21 @@ afterAll(async () => {
   for (const close of closers.reverse()) await close();
 });
 
-/** A running SyncWorker on a Redis database and key prefix of its own, and a simulator holding one invitation. */
-async function rig(redisDb: number) {
+/** A running SyncWorker on a key prefix of its own (in the run's Redis), and a simulator holding one invitation. */
+async function rig(n: number) {
   const sim: Simulator = await startSimulator({ secretKey: SECRET_KEY, signingSecret: SIGNING_SECRET, rateLimit: 0 });
   closers.push(() => sim.close());
-  const org = sim.store.createOrganization({ name: `Worker ${redisDb}` });
-  const inv = sim.store.createInvitation(org.id, { emailAddress: `worker-${redisDb}@example.com` });
+  const org = sim.store.createOrganization({ name: `Worker ${n}` });
+  const inv = sim.store.createInvitation(org.id, { emailAddress: `worker-${n}@example.com` });
 
-  const url = await isolatedRedisUrl(redisDb);
+  const url = inject('redisUrl');
   const connections = [connectRedis(url), connectRedis(url), connectRedis(url)];
   closers.push(() => Promise.all(connections.map((c) => c.quit())));
   const [producerConn, consumerConn, workerConn] = connections as [(typeof connections)[0], (typeof connections)[0], (typeof connections)[0]];
-  const space = stateSpace(consumerConn, `worker-${redisDb}`);
+  const space = stateSpace(consumerConn, `worker-${n}`);
   const { keys } = space;
   const producer = new SyncQueue({ connection: producerConn, keys, coalesceMs: 0 });
-  const consumer = new SyncQueue({ connection: consumerConn, keys });
-  closers.push(() => producer.close(), () => consumer.close());
+  closers.push(() => producer.close());
   const stats = new PipelineStats();
   const worker = new SyncWorker({
     connection: workerConn,
@@ -42,7 +41,6 @@ async function rig(redisDb: number) {
     bapi: new BapiClient({ apiUrl: sim.url, secretKey: SECRET_KEY, timeoutMs: 5000 }),
     publisher: space.publisher,
     state: space.state,
-    queue: consumer.queue,
     log: createLogger({ level: 'silent' }),
     stats,
   });

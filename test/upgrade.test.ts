@@ -10,10 +10,15 @@ import { MIGRATIONS_FOLDER } from '../src/mirror/migrate.ts';
 import { startService } from '../src/service.ts';
 import { startSimulator } from '../src/simulator/index.ts';
 import { tempDir, waitUntil } from './helpers/fixtures.ts';
-import { isolatedRedisUrl, SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
+import { SECRET_KEY, SIGNING_SECRET } from './helpers/pipeline.ts';
+import { redisSpace } from './helpers/state.ts';
 
 const tmp = tempDir();
-afterAll(() => tmp.cleanup());
+const upgradeRedis = redisSpace('upgrade');
+afterAll(async () => {
+  await upgradeRedis.clear();
+  tmp.cleanup();
+});
 
 /** A mirror file as the version before replicas left it: its two migrations, rows its worker wrote, a backfill record. */
 function previousVersionFile(path: string, rows: { id: string; organization_id: string; updated_at: number; raw: string; deleted: boolean }[]) {
@@ -55,7 +60,7 @@ it('upgrading a single-host install needs no step and loses nothing: the file ke
     CLERK_SECRET_KEY: SECRET_KEY,
     CLERK_WEBHOOK_SIGNING_SECRET: SIGNING_SECRET,
     CLERK_API_URL: sim.url,
-    REDIS_URL: await isolatedRedisUrl(12),
+    ...upgradeRedis.env,
     MIRROR_DB_PATH: path,
     MIRROR_API_KEY: 'upgrade-test-api-key-0123456789',
     PORT: '0',

@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BapiRateLimitedError, classifyError, statusOf } from './errors.ts';
+import { classifyError, statusOf } from './errors.ts';
 import type { Logger } from '../logger.ts';
 import type { BapiCallerName, PipelineStats } from '../stats.ts';
 import { jitteredBackoff } from './backoff.ts';
 import type { ProgressWait } from '../maintenance/progress.ts';
-import type { SharedRateLimiter } from './rate-limiter.ts';
+import { rateLimitWaitMs, type SharedRateLimiter } from './rate-limiter.ts';
 
 /** A wait for the budget shorter than this is not worth showing. */
 const WAIT_NOTICE_MS = 200;
@@ -76,7 +76,7 @@ export class BapiCaller {
         const kind = classifyError(err);
         this.count(statusOf(err), startedAt);
         if (kind === 'rate_limited') {
-          const waitMs = err instanceof BapiRateLimitedError ? err.retryAfterMs : 1000;
+          const waitMs = rateLimitWaitMs(err);
           this.counters.rateLimited++;
           this.opts.log.warn({ waitMs, what }, 'BAPI answered 429: pausing every BAPI caller of this instance');
           this.blockedUntil = Math.max(this.blockedUntil, now() + waitMs);

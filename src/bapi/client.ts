@@ -64,8 +64,6 @@ export class BapiClient {
   private readonly timeoutMs: number;
   private readonly transport: BapiTransport;
   private readonly now: () => number;
-  private requests = 0;
-  private readonly byStatus: Record<string, number> = {};
 
   constructor(opts: BapiClientOptions) {
     let url: URL;
@@ -140,11 +138,6 @@ export class BapiClient {
     return this.list('/organizations', q, organizationListSchema);
   }
 
-  /** Requests made, and their outcomes by HTTP status (or `timeout` / `network`). */
-  stats(): { requests: number; byStatus: Record<string, number> } {
-    return { requests: this.requests, byStatus: { ...this.byStatus } };
-  }
-
   private async list<T>(
     path: string,
     query: URLSearchParams,
@@ -158,20 +151,16 @@ export class BapiClient {
   private async get(path: string, query?: URLSearchParams): Promise<{ text: string; status: number; receivedAt: number }> {
     const qs = query?.toString();
     const url = new URL(`${this.base}${path}${qs ? `?${qs}` : ''}`);
-    this.requests++;
     let res: BapiResponse;
     try {
       res = await this.transport(url, this.headers, this.timeoutMs);
     } catch (err) {
       // No `cause`: keep whatever the error carries away from logs.
       if (isTimeout(err)) {
-        this.tally('timeout');
         throw new BapiRetryableError(`BAPI GET ${path} timed out after ${this.timeoutMs} ms`);
       }
-      this.tally('network');
       throw new BapiRetryableError(`BAPI GET ${path} failed on the network (${networkCode(err)})`);
     }
-    this.tally(String(res.status));
     const receivedAt = this.now();
     if (res.status >= 200 && res.status < 300) {
       let text: string;
@@ -215,10 +204,6 @@ export class BapiClient {
     const date = Date.parse(v);
     if (v !== '' && !Number.isNaN(date)) return Math.max(0, date - this.now());
     return 1000;
-  }
-
-  private tally(key: string): void {
-    this.byStatus[key] = (this.byStatus[key] ?? 0) + 1;
   }
 }
 

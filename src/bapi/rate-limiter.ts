@@ -1,74 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QueueKeys } from 'bullmq';
 import { SYNC_QUEUE } from '../queue/names.ts';
+import { BapiRateLimitedError } from './errors.ts';
 import type { MirrorKeys } from '../state/keys.ts';
 import type { Redis } from '../redis/connection.ts';
+import { scriptCommand } from '../state/scripts.ts';
 
-/**
- * Takes one request from the budget the sync worker's BullMQ limiter spends, or says how
- * long until one is free. Same fixed-window scheme as BullMQ's `prepareJobForProcessing` and
- * `getRateLimitTTL` scripts, on the same key: INCR per request, PEXPIRE the window on the
- * first, refuse while the count is at `max` and the key lives. `max`/`duration` in the
- * queue's meta hash (Queue#setGlobalRateLimit) win over ours, as they do for the worker.
- * A key left without a TTL (never by BullMQ, but by a manual SET) gets one so it cannot
- * block forever.
- *
- * KEYS[1] limiter key, KEYS[2] meta key; ARGV[1] max, ARGV[2] window ms.
- * Returns 0 when granted, else the ms to wait.
- */
-const ACQUIRE = `
-local meta = redis.call('HMGET', KEYS[2], 'max', 'duration')
-local max = tonumber(meta[1] or ARGV[1])
-local duration = math.floor(math.abs(tonumber(meta[2] or ARGV[2])))
-local count = tonumber(redis.call('GET', KEYS[1]) or 0)
-if count >= max then
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl > 0 then return ttl end
-  if ttl == -1 then
-    redis.call('PEXPIRE', KEYS[1], duration)
-    return duration
-  end
-  count = 0
-end
-if redis.call('INCR', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], duration) end
-return 0
-`;
-
-/**
- * Blocks the budget for `ms` (as Queue#rateLimit does: count = MAX_SAFE_INTEGER) unless a
- * longer block is already in place, so two clients seeing 429s never shorten each other's.
- */
-const BLOCK = `
-local ttl = redis.call('PTTL', KEYS[1])
-local count = tonumber(redis.call('GET', KEYS[1]) or 0)
-if count >= 9007199254740991 and ttl >= tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], '9007199254740991', 'PX', ARGV[1])
-return 1
-`;
-
-/**
- * Gives back one request of the window in which it was taken: a sync job that made no BAPI
- * call (the state was held already, or it waits for a batch) took the worker limiter's token
- * for nothing. Not when the budget is blocked (a 429) or down to one, and not once the window the
- * token came from has ended: a refund then would hand out one of the next window's requests.
- *
- * KEYS[1] limiter key, KEYS[2] meta key; ARGV[1] window ms, ARGV[2] when the token was taken (ms).
- */
-const REFUND = `
-local count = tonumber(redis.call('GET', KEYS[1]) or 0)
--- Never to 0: the next request would then open a new window (PEXPIRE on the first), and the
--- window start the check below relies on would move under the tokens already taken.
-if count <= 1 or count >= 9007199254740991 then return 0 end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl <= 0 then return 0 end
-local duration = math.floor(math.abs(tonumber(redis.call('HGET', KEYS[2], 'duration') or ARGV[1])))
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
--- The window began with its first token; allow for the hosts' clocks and PTTL's rounding.
-if tonumber(ARGV[2]) < now - (duration - ttl) - 25 then return 0 end
-redis.call('DECR', KEYS[1])
-return 1
-`;
+const acquire = scriptCommand('budget-acquire');
+const block = scriptCommand('budget-block');
+const refund = scriptCommand('budget-refund');
 
 export interface SharedRateLimiterOptions {
   /** Any connection to the queue's Redis (non-blocking commands only). */
@@ -85,6 +25,14 @@ export interface SharedRateLimiterOptions {
   key?: string;
 }
 
+/** A 429's wait when it names none (Clerk always sends `Retry-After`; a proxy in between may not). */
+const DEFAULT_RATE_LIMIT_WAIT_MS = 1000;
+
+/** How long a 429 blocks the budget: its `Retry-After`. */
+export function rateLimitWaitMs(err: unknown): number {
+  return err instanceof BapiRateLimitedError ? err.retryAfterMs : DEFAULT_RATE_LIMIT_WAIT_MS;
+}
+
 /**
  * The BAPI budget shared by the sync worker, backfill and reconciliation, in every process:
  * BullMQ's own limiter key of the sync queue, spent one request at a time by the lists
@@ -94,8 +42,6 @@ export interface SharedRateLimiterOptions {
 export class SharedRateLimiter {
   readonly limiterKey: string;
   readonly metaKey: string;
-  private waitedMs = 0;
-  private waits = 0;
 
   constructor(private readonly opts: SharedRateLimiterOptions) {
     const keys = new QueueKeys(opts.keys.queuePrefix).getKeys(SYNC_QUEUE);
@@ -105,7 +51,7 @@ export class SharedRateLimiter {
 
   /** One try: 0 when a request was taken, else the ms until one is free. */
   private async attempt(): Promise<number> {
-    return Number(await this.opts.connection.eval(ACQUIRE, 2, this.limiterKey, this.metaKey, this.opts.rateLimit.max, this.opts.rateLimit.windowMs));
+    return Number(await acquire(this.opts.connection, [this.limiterKey, this.metaKey], [this.opts.rateLimit.max, this.opts.rateLimit.windowMs]));
   }
 
   /** Takes one request if one is free now, without waiting. */
@@ -119,8 +65,6 @@ export class SharedRateLimiter {
       signal?.throwIfAborted();
       const wait = await this.attempt();
       if (wait <= 0) return;
-      this.waits++;
-      this.waitedMs += wait;
       this.opts.onWait?.(wait);
       // A little past the window's end: the first request of the next window must not reach
       // Clerk while Clerk's window (opened by our first request, a bit later) still runs.
@@ -128,9 +72,12 @@ export class SharedRateLimiter {
     }
   }
 
-  /** After a 429: nobody on this Clerk instance sends anything for `ms`. */
+  /**
+   * After a 429: nobody on this Clerk instance sends anything for `ms`. The one place a 429
+   * pauses anything: the key is the sync queue's limiter, so BullMQ's workers wait too.
+   */
   async block(ms: number): Promise<void> {
-    await this.opts.connection.eval(BLOCK, 1, this.limiterKey, Math.max(1, Math.round(ms)));
+    await block(this.opts.connection, [this.limiterKey], [Math.max(1, Math.round(ms))]);
   }
 
   /**
@@ -145,12 +92,8 @@ export class SharedRateLimiter {
     return { spent: blocked ? max : Math.min(n, max), max, blocked };
   }
 
-  /** Returns the token, taken at `takenAt` (ms), of a job that sent no request (see REFUND); says whether it did. */
+  /** Returns the token, taken at `takenAt` (ms), of a job that sent no request (state/scripts/budget-refund.lua); says whether it did. */
   async refund(takenAt: number): Promise<boolean> {
-    return Number(await this.opts.connection.eval(REFUND, 2, this.limiterKey, this.metaKey, this.opts.rateLimit.windowMs, takenAt)) === 1;
-  }
-
-  stats(): { waits: number; waitedMs: number } {
-    return { waits: this.waits, waitedMs: this.waitedMs };
+    return Number(await refund(this.opts.connection, [this.limiterKey, this.metaKey], [this.opts.rateLimit.windowMs, takenAt])) === 1;
   }
 }

@@ -11,7 +11,7 @@ import { createMirror } from '../mirror/mirror.ts';
 import { organizationInvitations } from '../mirror/schema.ts';
 import { SYNC_QUEUE } from '../queue/names.ts';
 import { createReplica, type ReplicaMirror } from '../replica/create.ts';
-import { replicaReadiness } from '../replica/replica.ts';
+import { replicaReadiness } from '../replica/status.ts';
 import { mirrorKeys } from '../state/keys.ts';
 import { connectRedis } from '../redis/connection.ts';
 import { startService, type Service } from '../service.ts';
@@ -29,7 +29,7 @@ simulator, a private redis-server and the mirror (receiver, worker, replica, rea
 a second replica in memory through the library (createReplica), as another host would run
 it; seeds organizations and invitations; then creates, accepts and revokes invitations so
 that the simulator sends Svix-signed webhooks, some of them duplicated and reordered. It ends
-with a summary (events, jobs, BAPI calls per event, sync lag, lookups per second) and checks
+with a summary (events, jobs, BAPI calls per event, replica lag, lookups per second) and checks
 that both replicas hold exactly the simulator's invitations, field for field; it exits 0 only
 if they do.
 
@@ -148,7 +148,7 @@ async function runDemo(o: DemoOptions): Promise<number> {
       for (let quiet = 0; quiet < 3; ) {
         await sim.delivery.idle();
         const s = await snapshot(sim, service, queue);
-        progress(s, 'syncing');
+        progress(s, 'settling');
         const ready = replicaReadiness(await service.replica!.status(), 0.5) === true && (await second.status()).entriesBehind === 0;
         quiet = s.depth === 0 && ready ? quiet + 1 : 0;
         if (Date.now() - started > 120_000) throw new Error('the pipeline did not settle within 2 minutes');
@@ -193,7 +193,7 @@ async function runDemo(o: DemoOptions): Promise<number> {
     say(`  invitation events       ${accepted} accepted, ${st.webhooksWith('rejected')} rejected, ${st.webhooksWith('unavailable')} answered 503`);
     say(`  sync jobs               ${st.jobs.completed} completed (${st.jobs.skipped} without a BAPI call: the shared state already held that version), ${st.jobs.retried} retried, ${st.jobs.failed} failed`);
     say(`  BAPI calls              ${calls} (${accepted ? (calls / accepted).toFixed(2) : '-'} per invitation event, ${simStats.rateLimited} answered 429)`);
-    say(`  sync lag                p50 ${fmt(st.replicaLagPercentile(50))}, p99 ${fmt(st.replicaLagPercentile(99))} (event accepted → row in the replica's file; includes the 200 ms coalescing window)`);
+    say(`  replica lag             p50 ${fmt(st.replicaLagPercentile(50))}, p99 ${fmt(st.replicaLagPercentile(99))} (event accepted → row in the replica's file; an invitation's repeated events wait out the coalescing window)`);
     say(`  local lookups           ${Math.round(lookupsPerSecond).toLocaleString('en-US')} per second (getOrganizationInvitation, one process)`);
     say(`  replicas                2 (the service's file, ${rows.length} invitations; the library's, in memory, ${secondRows.size}); ${touched.size} had events; ${elapsed.toFixed(1)} s from first change to settled`);
     if (mismatches.length || secondMismatches.length) {

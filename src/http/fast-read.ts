@@ -23,7 +23,7 @@ const PATH = /^\/v1\/organizations\/([^/?#]+)\/invitations\/([^/?#]+)$/;
 
 /**
  * The single-invitation read, other services' hottest call, answered before Fastify's
- * routing, hooks and reply pipeline (about 40% of a request's CPU in bench/profile-read.ts).
+ * routing, hooks and reply pipeline (a large share of a request's CPU: bench/profile-read.ts).
  * It takes only the plain success: a GET of exactly that path (no query, ids of Clerk's
  * shape, so no decoding can differ), the bearer accepted, a well-formed or absent
  * `Clerk-API-Version`, a live row of that organization. Everything else (400, 401, 404, 422, HEAD, odd URLs, shutdown, a failing lookup) falls through

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { packageVersion } from '../bapi/client.ts';
-import type { ReplicaStatus } from '../replica/replica.ts';
+import type { ReplicaStatus } from '../replica/status.ts';
 import type { PipelineStats } from '../stats.ts';
 import { bearerAuth } from './auth.ts';
 import { withTimeout } from '../lifecycle/time-limit.ts';
@@ -13,7 +13,7 @@ export interface CreateMetricsOptions {
   queueCounts?: () => Promise<Record<string, number>>;
   /** When the oldest sync job ready to run was queued (ms since the epoch), or undefined when none waits. */
   queueOldestAt?: () => Promise<number | undefined>;
-  /** Mirror rows per status (see `mirrorRowCounts`), read at scrape time. Omit when this process has no mirror. */
+  /** Mirror rows per status (`MirrorReader.statusCounts`), read at scrape time. Omit when this process has no mirror. */
   mirrorCounts?: () => Record<string, number>;
   /** When the last reconciliation succeeded (ms since the epoch), or undefined if never. */
   lastReconcileAt?: () => number | undefined | Promise<number | undefined>;

@@ -20,7 +20,7 @@ export const MAINTENANCE_QUEUE = 'invitation-maintenance';
 export const RECONCILE_SCHEDULER_ID = 'reconcile';
 const BACKFILL_JOB_ID = 'backfill';
 
-export type MaintenanceJobData = { kind: 'backfill'; restart?: boolean } | { kind: 'reconcile'; dryRun?: boolean };
+export type MaintenanceJobData = { kind: 'backfill' } | { kind: 'reconcile'; dryRun?: boolean };
 export type MaintenanceResult = BackfillSummary | ReconcileReport | { skipped: string };
 
 export interface MaintenanceOptions {
@@ -47,8 +47,6 @@ export interface MaintenanceOptions {
 
 export interface Maintenance {
   queue: Queue<MaintenanceJobData, MaintenanceResult>;
-  /** Queues a backfill to run in the background (resumes a saved cursor unless `restart`); one at a time. */
-  enqueueBackfill(opts?: { restart?: boolean }): Promise<void>;
   /**
    * `/readyz` of the worker role: fails when automatic maintenance is on, the state was filled
    * longer ago than `RECONCILE_OVERDUE_INTERVALS` intervals and no reconciliation has succeeded
@@ -103,7 +101,7 @@ export async function startMaintenance(o: MaintenanceOptions): Promise<Maintenan
       return await withRunLock(o.connection, keys, kind, async () => {
         const common = { state, publisher: o.publisher, bapi, limiter, stats: o.stats, log: jobLog, signal: running.signal, progress: logProgress(jobLog, { label: kind, everyMs: 30_000 }) };
         if (data.kind === 'backfill') {
-          const s = await runBackfill({ ...common, restart: data.restart });
+          const s = await runBackfill(common);
           if (s.status !== 'completed') throw new Error(`backfill ${s.status}${s.error ? `: ${s.error}` : ''}; it resumes from its cursor on the next attempt`);
           return s;
         }
@@ -142,8 +140,9 @@ export async function startMaintenance(o: MaintenanceOptions): Promise<Maintenan
   });
   worker.on('failed', (job, err) => log.warn({ job: job?.id, kind: job?.data.kind, attempts: job?.attemptsMade, err: err.message }, 'maintenance job failed'));
 
-  const enqueueBackfill = async ({ restart = false } = {}) => {
-    await queue.add('backfill', { kind: 'backfill', restart }, {
+  /** Queues a backfill (it resumes a saved cursor); one at a time. */
+  const enqueueBackfill = async () => {
+    await queue.add('backfill', { kind: 'backfill' }, {
       // Resumable, so retries lose nothing; spaced out while Clerk or Redis recovers.
       attempts: 20,
       backoff: { type: 'exponential', delay: 10_000 },
@@ -215,7 +214,6 @@ export async function startMaintenance(o: MaintenanceOptions): Promise<Maintenan
   let closing: Promise<void> | undefined;
   return {
     queue,
-    enqueueBackfill,
     readiness,
     close() {
       closing ??= (async () => {

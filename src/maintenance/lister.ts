@@ -3,6 +3,7 @@ import type { BapiClient, ListResult } from '../bapi/client.ts';
 import type { InvitationJSON } from '../clerk/types.ts';
 import type { Logger } from '../logger.ts';
 import type { BapiCaller } from '../bapi/caller.ts';
+import { inParallel } from '../bapi/pool.ts';
 import { ShapeProbe } from './shape.ts';
 
 /**
@@ -119,7 +120,7 @@ export class InvitationLister {
     await deliver(0, first);
     let nextUnit = 1;
     // The total can grow while we list; workers keep taking pages until past the newest one.
-    await this.pool(async (stopped) => {
+    await inParallel(this.concurrency, async (stopped) => {
       while (!stopped()) {
         const unit = nextUnit++;
         const offset = start + unit * this.pageSize;
@@ -151,7 +152,7 @@ export class InvitationLister {
     let done = start;
     onProgress({ unit: 'organizations', done, total });
     let nextUnit = 0;
-    await this.pool(async (stopped) => {
+    await inParallel(this.concurrency, async (stopped) => {
       while (!stopped()) {
         const unit = nextUnit++;
         const index = start + unit;
@@ -191,23 +192,10 @@ export class InvitationLister {
     }
   }
 
-  /** Runs `concurrency` loops; the first failure stops the others before their next request. */
-  private async pool(loop: (stopped: () => boolean) => Promise<void>): Promise<void> {
-    let failure: { err: unknown } | undefined;
-    const stopped = () => failure !== undefined;
-    await Promise.all(
-      Array.from({ length: this.concurrency }, () =>
-        loop(stopped).catch((err: unknown) => {
-          failure ??= { err };
-        }),
-      ),
-    );
-    if (failure) throw failure.err;
-  }
 }
 
-/** Lowest unit not yet complete, over units completed in any order. */
-class Watermark {
+/** Lowest unit not yet complete, over units completed in any order (exported for its unit test). */
+export class Watermark {
   private readonly pending = new Set<number>();
   constructor(private low: number) {}
 

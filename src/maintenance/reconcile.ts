@@ -7,6 +7,7 @@ import type { StoredState } from '../state/codec.ts';
 import type { InvitationState, PublishOutcome, StatePublisher } from '../state/publisher.ts';
 import { RECORDS, type SharedState } from '../state/shared-state.ts';
 import { runCaller } from '../bapi/caller.ts';
+import { forEachInParallel } from '../bapi/pool.ts';
 import { pageStates } from './backfill.ts';
 import { InvitationLister, type ListMode } from './lister.ts';
 import { publishOrganizations, type OrganizationPassReport } from './organizations.ts';
@@ -173,7 +174,7 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileReport
     progress.phase(PHASES.oneByOne);
     let checked = 0;
     progress.update({ unit: 'invitations', done: 0, total: candidates.length });
-    await pool(Math.max(1, o.concurrency ?? 4), candidates, async (row) => {
+    await forEachInParallel(Math.max(1, o.concurrency ?? 4), candidates, async (row) => {
       refetched++;
       let state: InvitationState;
       try {
@@ -199,17 +200,6 @@ export async function runReconcile(o: ReconcileOptions): Promise<ReconcileReport
     o.log[aborted ? 'warn' : 'error']({ ...r }, aborted ? 'reconciliation interrupted' : 'reconciliation failed');
     return r;
   }
-}
-
-/** Runs `fn` over `items`, `concurrency` at a time; the first failure stops the others before their next item. */
-async function pool<T>(concurrency: number, items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failure: { err: unknown } | undefined;
-  const loop = async () => {
-    while (!failure && next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: concurrency }, () => loop().catch((err: unknown) => void (failure ??= { err }))));
-  if (failure) throw failure.err;
 }
 
 function classify(s: InvitationState, before: Omit<StoredState, 'raw'> | undefined, outcome: PublishOutcome): DriftKind | undefined {

@@ -2,10 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from '../redis/connection.ts';
 import type { MirrorKeys } from '../state/keys.ts';
 
-const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
-const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
+import { scriptCommand } from '../state/scripts.ts';
 
-/** Thrown when another process runs the same kind of sync against this Clerk instance. */
+const renew = scriptCommand('run-lock-renew');
+const release = scriptCommand('run-lock-release');
+
+/** Thrown when another process runs the same maintenance (a backfill, a reconciliation) against this Clerk instance. */
 export class RunLockedError extends Error {
   override name = 'RunLockedError';
 }
@@ -21,11 +23,11 @@ export async function withRunLock<T>(redis: Redis, keys: MirrorKeys, kind: 'back
   if ((await redis.set(key, token, 'PX', ttlMs, 'NX')) !== 'OK') {
     throw new RunLockedError(`another ${kind} is running against this Clerk instance (lock ${key}; it expires ${Math.round(ttlMs / 1000)} s after its holder dies)`);
   }
-  const timer = setInterval(() => void redis.eval(RENEW, 1, key, token, ttlMs).catch(() => {}), Math.floor(ttlMs / 3));
+  const timer = setInterval(() => void renew(redis, [key], [token, ttlMs]).catch(() => {}), Math.floor(ttlMs / 3));
   try {
     return await fn();
   } finally {
     clearInterval(timer);
-    await redis.eval(RELEASE, 1, key, token).catch(() => {});
+    await release(redis, [key], [token]).catch(() => {});
   }
 }

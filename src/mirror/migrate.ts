@@ -1,5 +1,6 @@
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
-import { describeReadError, type MirrorConnection } from './open.ts';
+import { describeReadError } from './file.ts';
+import type { MirrorConnection } from './open.ts';
 import { MIGRATIONS_FOLDER, appliedMigrations, refuseNewerSchema, shippedMigrations } from './schema-version.ts';
 
 export { MIGRATIONS_FOLDER, NewerSchemaError } from './schema-version.ts';

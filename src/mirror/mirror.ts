@@ -5,7 +5,8 @@ import { toSdkInvitation } from './invitation.ts';
 import { InvalidListParamError, parseListQuery, sdkQuery } from './list-params.ts';
 import { MirrorReader } from './reader.ts';
 import { isMigrated, migrateMirror } from './migrate.ts';
-import { MirrorFileError, openMirrorDb, type MirrorConnection } from './open.ts';
+import { MirrorFileError } from './file.ts';
+import { openMirrorDb, type MirrorConnection } from './open.ts';
 
 export interface CreateMirrorOptions {
   /**

@@ -1,28 +1,11 @@
 import type { Redis } from '../redis/connection.ts';
 import type { MirrorKeys } from '../state/keys.ts';
+import { scriptCommand } from '../state/scripts.ts';
 
-// Raises the stored version, never lowers it; refreshes the TTL either way. Also notes the
-// invitation among its organization's recent announcements (scored by receipt, older ones
-// trimmed), for the worker's batches.
-const RAISE = `
-local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
-if tonumber(ARGV[1]) > current then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-else
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-end
-if KEYS[2] then
-  local at = tonumber(ARGV[3])
-  redis.call('ZADD', KEYS[2], at, ARGV[4])
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', at - tonumber(ARGV[5]))
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
-end
-return 1`;
+const announce = scriptCommand('announce');
 
 /** How long an announcement counts as recent for its organization's batch (worker/batch.ts). */
 export const RECENT_WINDOW_MS = 10_000;
-
-type RaiseCapable = Redis & { cimRaiseAnnounced(...args: string[]): Promise<unknown> };
 
 /**
  * The newest `updated_at` any accepted webhook announced for each invitation, kept in Redis
@@ -40,9 +23,7 @@ export class AnnouncedVersions {
     private readonly redis: Redis,
     private readonly keys: MirrorKeys,
     private readonly ttlSeconds = 7 * 24 * 3600,
-  ) {
-    if (!(redis as unknown as Partial<RaiseCapable>).cimRaiseAnnounced) redis.defineCommand('cimRaiseAnnounced', { lua: RAISE });
-  }
+  ) {}
 
   private key(invitationId: string): string {
     return this.keys.announced(invitationId);
@@ -50,20 +31,9 @@ export class AnnouncedVersions {
 
   /** Raises the invitation's announced version and, given its organization, notes it as announced at `receivedAt`. */
   raise(invitationId: string, updatedAt: number, recent?: { organizationId: string; receivedAt: number }): Promise<unknown> {
-    const raise = (this.redis as unknown as RaiseCapable).cimRaiseAnnounced;
-    // EVALSHA once the script is cached (ioredis falls back to EVAL on NOSCRIPT).
-    if (!recent) return raise.call(this.redis, '1', this.key(invitationId), String(updatedAt), String(this.ttlSeconds));
-    return raise.call(
-      this.redis,
-      '2',
-      this.key(invitationId),
-      this.keys.recentlyAnnounced(recent.organizationId),
-      String(updatedAt),
-      String(this.ttlSeconds),
-      String(recent.receivedAt),
-      invitationId,
-      String(RECENT_WINDOW_MS),
-    );
+    const key = this.key(invitationId);
+    if (!recent) return announce(this.redis, [key], [updatedAt, this.ttlSeconds]);
+    return announce(this.redis, [key, this.keys.recentlyAnnounced(recent.organizationId)], [updatedAt, this.ttlSeconds, recent.receivedAt, invitationId, RECENT_WINDOW_MS]);
   }
 
   async get(invitationId: string): Promise<number | undefined> {

@@ -4,9 +4,9 @@ import type { Redis } from './connection.ts';
  * Lets the commands a process issues in one event-loop turn leave in one socket write.
  * ioredis writes every command to the socket at once, so a receiver paid a write syscall per
  * command, two per webhook, and Redis read each on its own. Holding the socket (cork) until
- * the turn's I/O callbacks have run (setImmediate) sends them together: 92–106 instead of
- * 128–143 µs of Node CPU per enqueue after warm-up (`tsx bench/enqueue-cost.ts`), and
- * 141–150 instead of 192 µs of Redis CPU per webhook in the ingest benchmark (BENCHMARKS.md).
+ * the turn's I/O callbacks have run (setImmediate) sends them together, which costs both Node
+ * and Redis less CPU per webhook (`tsx bench/enqueue-cost.ts`; the ingest benchmark in
+ * BENCHMARKS.md).
  * Order on the connection is unchanged and every reply still settles its own command's promise.
  */
 export class WriteCoalescer {

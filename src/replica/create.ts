@@ -7,7 +7,8 @@ import { DEFAULT_KEY_PREFIX, mirrorKeys } from '../state/keys.ts';
 import { BapiClient } from '../bapi/client.ts';
 import { DEFAULT_CLERK_API_URL, defaultRateLimit } from '../config.ts';
 import { ReadThrough } from './read-through.ts';
-import { Replica, type ReplicaStatus } from './replica.ts';
+import { Replica } from './replica.ts';
+import type { ReplicaStatus } from './status.ts';
 import { withTimeout } from '../lifecycle/time-limit.ts';
 
 export interface CreateReplicaOptions {

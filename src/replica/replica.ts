@@ -6,39 +6,11 @@ import type { Redis } from '../redis/connection.ts';
 import { readChanges, SharedState, type StateMeta } from '../state/shared-state.ts';
 import { PositionConflictError, ReplicaWriter, type Applied, type ReplicaPosition } from './writer.ts';
 import { migrateMirror } from '../mirror/migrate.ts';
-import type { FileChange, MirrorConnection } from '../mirror/open.ts';
+import type { FileChange } from '../mirror/file.ts';
+import type { MirrorConnection } from '../mirror/open.ts';
 import { withTimeout } from '../lifecycle/time-limit.ts';
-
-/**
- * - `bootstrapping`: loading the snapshot; the file is not yet a copy of the state.
- * - `following`: caught up at least once, applying changes as they come.
- * - `stale`: serving what it has, but that is not (or no longer known to be) the shared
- *   state: Redis lost the state and it has not been filled again, or a failure stops it.
- */
-export type ReplicaPhase = 'bootstrapping' | 'following' | 'stale';
-
-export interface ReplicaStatus {
-  state: ReplicaPhase;
-  /** Why it is stale or not ready, in words. */
-  reason: string | undefined;
-  /** Epoch and position of the file. */
-  epoch: string | undefined;
-  offset: string | undefined;
-  seq: number | undefined;
-  /** The shared state has had a complete pass over Clerk's lists (until then it may lack invitations). */
-  filled: boolean;
-  /** Changes published but not applied here; undefined when unknown (Redis unreachable). */
-  entriesBehind: number | undefined;
-  /** Age of the oldest change not applied here (0 when caught up), or the time since Redis last answered. */
-  secondsBehind: number;
-  /** Rows applied and snapshot loads since start. */
-  applied: number;
-  bootstraps: number;
-  /** Writes to the file that failed (and were retried) since start: disk full, I/O error, a lock held elsewhere… */
-  writeFailures: number;
-  /** Times the file was opened again since start because it was deleted or replaced under the replica. */
-  reopens: number;
-}
+import type { ReplicaPhase, ReplicaStatus } from './status.ts';
+import { ReplicaWriteError, sqliteCode } from './write-error.ts';
 
 /** @internal */
 export interface ReplicaOptions {
@@ -85,37 +57,6 @@ class FileReopened extends Error {}
 
 /** The file cannot be used now (it was deleted or replaced and cannot be opened again). */
 class FileUnusable extends Error {}
-
-/** What a failed write says for each of SQLite's primary codes. */
-const WRITE_HINTS: Record<string, string> = {
-  SQLITE_FULL: 'the disk is full: free space, and the replica catches up by itself',
-  SQLITE_BUSY: 'another process holds its write lock (run one replica per file; a sqlite3 shell or a backup tool?)',
-  SQLITE_LOCKED: 'another process holds its write lock (run one replica per file; a sqlite3 shell or a backup tool?)',
-  SQLITE_READONLY: 'the file or its directory has become read-only: make them writable again',
-  SQLITE_IOERR: 'the disk or the filesystem fails',
-  SQLITE_CORRUPT: 'the file is corrupted: delete it (or move it away) and the replica loads the shared state into a new one',
-  SQLITE_NOTADB: 'the file is not a database: delete it (or move it away) and the replica loads the shared state into a new one',
-  SQLITE_CANTOPEN: 'SQLite cannot open its -wal or -shm file: check the directory',
-};
-
-/** SQLite's primary result code of an error (`SQLITE_IOERR` for `SQLITE_IOERR_WRITE`), or undefined for another error. */
-export function sqliteCode(err: unknown): string | undefined {
-  const code = (err as { code?: unknown }).code;
-  if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return undefined;
-  return /^SQLITE_[A-Z]+/.exec(code)![0];
-}
-
-/** A write (or a read of the file between writes) failed; nothing was applied and the position did not move. */
-export class ReplicaWriteError extends Error {
-  override name = 'ReplicaWriteError';
-  readonly code: string;
-  constructor(path: string, cause: unknown) {
-    const code = sqliteCode(cause) ?? 'SQLITE_ERROR';
-    const hint = WRITE_HINTS[code];
-    super(`cannot write ${path}: ${(cause as Error).message} (${(cause as { code?: string }).code ?? code})${hint ? `: ${hint}` : ''}`, { cause });
-    this.code = code;
-  }
-}
 
 /**
  * Keeps one SQLite file equal to the shared state: loads the snapshot (noting the stream
@@ -515,18 +456,4 @@ export class Replica {
     this.o.blocking.disconnect();
     await this.loop?.catch(() => {});
   }
-}
-
-/**
- * Why a replica with this status should not be routed reads, or true.
- * @internal
- */
-export function replicaReadiness(s: ReplicaStatus, maxLagSeconds: number): true | string {
-  if (s.state === 'bootstrapping') {
-    return s.reason && s.reason !== 'loading the snapshot' ? `loading the snapshot from the shared state: ${s.reason}` : 'loading the snapshot from the shared state';
-  }
-  if (s.state === 'stale') return s.reason ?? 'stale';
-  if (!s.filled) return 'the shared state has not been filled by a backfill yet';
-  if (s.secondsBehind > maxLagSeconds) return `${s.secondsBehind.toFixed(1)} s behind the shared state (${s.entriesBehind ?? 'unknown'} changes)`;
-  return true;
 }

@@ -8,20 +8,19 @@ const SCRIPTS: Record<string, number | undefined> = { publish: 6, held: undefine
 type ScriptName = 'publish' | 'held' | 'ensure' | 'records' | 'due' | 'find';
 
 const INCLUDE = /^-- @include (\S+)$/m;
-let sources: Record<ScriptName, string> | undefined;
+const sources = new Map<string, string>();
 
-/** The scripts' text, read once per process; `-- @include file` lines are replaced by that file. */
-function load(): Record<ScriptName, string> {
-  sources ??= Object.fromEntries(
-    (Object.keys(SCRIPTS) as ScriptName[]).map((name) => {
-      let text = readFileSync(new URL(`${name}.lua`, DIR), 'utf8');
-      for (let m = INCLUDE.exec(text); m; m = INCLUDE.exec(text)) {
-        text = text.replace(m[0], readFileSync(new URL(m[1]!, DIR), 'utf8'));
-      }
-      return [name, text];
-    }),
-  ) as Record<ScriptName, string>;
-  return sources;
+/** `scripts/<name>.lua`, read once per process; `-- @include file` lines are replaced by that file. */
+function source(name: string): string {
+  let text = sources.get(name);
+  if (text === undefined) {
+    text = readFileSync(new URL(`${name}.lua`, DIR), 'utf8');
+    for (let m = INCLUDE.exec(text); m; m = INCLUDE.exec(text)) {
+      text = text.replace(m[0], readFileSync(new URL(m[1]!, DIR), 'utf8'));
+    }
+    sources.set(name, text);
+  }
+  return text;
 }
 
 type Arg = string | number;
@@ -45,9 +44,9 @@ const COMMAND = (name: ScriptName) => `cimState${name[0]!.toUpperCase()}${name.s
 export function stateScripts(redis: Redis): StateScripts {
   const r = redis as unknown as Record<string, (...a: Arg[]) => Promise<unknown>>;
   if (!r[COMMAND('publish')]) {
-    for (const [name, source] of Object.entries(load()) as [ScriptName, string][]) {
+    for (const name of Object.keys(SCRIPTS) as ScriptName[]) {
       const numberOfKeys = SCRIPTS[name];
-      redis.defineCommand(COMMAND(name), numberOfKeys === undefined ? { lua: source } : { numberOfKeys, lua: source });
+      redis.defineCommand(COMMAND(name), numberOfKeys === undefined ? { lua: source(name) } : { numberOfKeys, lua: source(name) });
     }
   }
   const call = (name: ScriptName) => (keys: string[], args: Arg[]) =>
@@ -59,5 +58,22 @@ export function stateScripts(redis: Redis): StateScripts {
     records: call('records') as StateScripts['records'],
     due: call('due') as StateScripts['due'],
     find: call('find') as StateScripts['find'],
+  };
+}
+
+/** Runs one script on a connection: its keys, then its arguments. */
+export type ScriptCommand = (redis: Redis, keys: string[], args: Arg[]) => Promise<unknown>;
+
+/**
+ * `scripts/<name>.lua` as a command of each connection it runs on, defined on first use
+ * (ioredis sends EVALSHA, and EVAL once after a NOSCRIPT): for the scripts of the keys other
+ * modules own in the shared Redis (announced versions, the BAPI budget, maintenance locks).
+ */
+export function scriptCommand(name: string): ScriptCommand {
+  const command = `cim_${name.replace(/\W/g, '_')}`;
+  return (redis, keys, args) => {
+    const r = redis as unknown as Record<string, ((...a: Arg[]) => Promise<unknown>) | undefined>;
+    if (!r[command]) redis.defineCommand(command, { lua: source(name) });
+    return r[command]!.call(redis, keys.length, ...keys, ...args);
   };
 }

@@ -8,7 +8,10 @@ import { WebhookRejection, WebhookVerifier } from './verify.ts';
 
 export interface WebhookRouteOptions {
   signingSecret: string;
-  /** Makes a job durable; must reject when it could not (the route then answers 503). */
+  /**
+   * Makes a job durable. Rejects with EnqueueError when Redis did not take it (the route
+   * answers 503 with Retry-After); any other rejection is a fault of ours and answers 500.
+   */
   enqueue: (job: SyncJobData) => Promise<void>;
   log: Logger;
   stats: PipelineStats;
@@ -83,8 +86,9 @@ export async function webhookRoutes(app: FastifyInstance, opts: WebhookRouteOpti
       stats.webhook('unavailable', event.type);
       // While Redis refuses (down, out of memory, a replica) every delivery and every Svix
       // retry fails alike: one line per interval with the count, not one per request.
-      throttled('error', 'enqueue', { err: (err as Error).message, job: syncJobKey(job) }, 'could not make the event durable; answered 503 so Svix retries');
-      if (err instanceof EnqueueError) return reply.code(503).header('retry-after', '5').send({ error: 'queue_unavailable' });
+      const unavailable = err instanceof EnqueueError;
+      throttled('error', 'enqueue', { err: (err as Error).message, job: syncJobKey(job) }, `could not make the event durable; answered ${unavailable ? 503 : 500} so Svix retries`);
+      if (unavailable) return reply.code(503).header('retry-after', '5').send({ error: 'queue_unavailable' });
       throw err;
     }
     stats.webhook('accepted', event.type);

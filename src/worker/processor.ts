@@ -1,5 +1,6 @@
-import { DelayedError, UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
-import { BapiRateLimitedError, classifyError, statusOf, type BapiError } from '../bapi/errors.ts';
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { rateLimitWaitMs, type SharedRateLimiter } from '../bapi/rate-limiter.ts';
+import { classifyError, statusOf, type BapiError } from '../bapi/errors.ts';
 import type { BapiClient } from '../bapi/client.ts';
 import { throttledLog, type Logger } from '../logger.ts';
 import {
@@ -49,8 +50,8 @@ export interface ProcessorDeps {
    * budget; without it every job costs one.
    */
   refundBudget?: (takenAt: number) => Promise<unknown>;
-  /** The queue the worker consumes: a 429 pauses all of it, for every worker. */
-  queue: Queue<SyncJobData>;
+  /** The shared BAPI budget: a 429 blocks it, which pauses every worker of the queue and every other caller. */
+  budget: Pick<SharedRateLimiter, 'block'>;
   log: Logger;
   stats: PipelineStats;
   /**
@@ -93,6 +94,12 @@ type FailureHandler = (err: BapiError, job: Job<SyncJobData>) => Promise<never>;
 /** Fetches of an invitation at its expiry that may still answer pending before it is left as it is. */
 const EXPIRY_TRIES = 3;
 
+/**
+ * What a job's states are recorded as coming from: every job stands for an event (a webhook,
+ * or an expiry Clerk sends none for); backfill and reconciliation publish their own.
+ */
+const JOB_SOURCE = 'webhook' as const;
+
 /** What `callBapi` gives for a 404. */
 const NOT_FOUND = Symbol('not found');
 
@@ -108,7 +115,7 @@ export class StaleReadError extends Error {
  */
 const BATCH_DEFER_MS = 3 * BATCH_WAIT_MS;
 
-export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch, removeOrganization, refreshDerived, refundBudget, queue, log, stats, staleReadWaitMs = 30_000, now = Date.now }: ProcessorDeps) {
+export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch, removeOrganization, refreshDerived, refundBudget, budget, log, stats, staleReadWaitMs = 30_000, now = Date.now }: ProcessorDeps) {
   /** Jobs that sent a request through `callBapi` (and so used their token). */
   const called = new WeakSet<Job<SyncJobData>>();
   let warnedAboutCredentials = false;
@@ -116,10 +123,10 @@ export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch,
 
   const onFailure: Record<'rate_limited' | 'retryable' | 'fatal', FailureHandler> = {
     async rate_limited(err) {
-      const waitMs = err instanceof BapiRateLimitedError ? err.retryAfterMs : 1000;
+      const waitMs = rateLimitWaitMs(err);
       stats.rateLimitWait(waitMs);
       log.warn({ waitMs }, 'BAPI answered 429: pausing the sync queue');
-      await queue.rateLimit(waitMs);
+      await budget.block(waitMs);
       throw Worker.RateLimitError();
     },
     async retryable(err, job) {
@@ -202,13 +209,13 @@ export function createProcessor({ bapi, publish, held, requestBatch, fetchBatch,
     const got = await callBapi(() => bapi.getOrganizationInvitation(data.organizationId, data.invitationId), job);
     if (got === NOT_FOUND) {
       // No version of the event's: a tombstone keeps BAPI's (scripts/publish.lua).
-      return { kind: 'gone', id: data.invitationId, organizationId: data.organizationId, observedAt: now(), source: sourceOf(data), receivedAt: data.receivedAt };
+      return { kind: 'gone', id: data.invitationId, organizationId: data.organizationId, observedAt: now(), source: JOB_SOURCE, receivedAt: data.receivedAt };
     }
     // What BAPI answers is the truth, also when its organization_id is not the job's (ids are
     // global): the publish rule compares it like any other answer.
     const wanted = Math.max(eventVersion(data) ?? -1, announced ?? -1);
     if (wanted >= 0 && got.invitation.updated_at < wanted) staleRead(data, job);
-    return { kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: sourceOf(data), receivedAt: data.receivedAt };
+    return { kind: 'present', invitation: got.invitation, raw: got.raw, observedAt: got.receivedAt, source: JOB_SOURCE, receivedAt: data.receivedAt };
   }
 
   /**
@@ -355,8 +362,4 @@ function callerOf(data: SyncJobData): BapiCallerName {
  */
 function eventVersion(data: InvitationJobData): number | undefined {
   return plausibleVersion(data.eventUpdatedAt, data.receivedAt);
-}
-
-function sourceOf(data: InvitationJobData) {
-  return data.reason === 'reconcile' ? ('reconcile' as const) : ('webhook' as const);
 }

@@ -12,7 +12,7 @@ import { WriteGate } from '../redis/write-gate.ts';
 import { jitteredBackoff, type BackoffOptions } from '../bapi/backoff.ts';
 import { BapiCaller } from '../bapi/caller.ts';
 import type { BapiCallerName } from '../stats.ts';
-import type { SharedRateLimiter } from '../bapi/rate-limiter.ts';
+import { SharedRateLimiter } from '../bapi/rate-limiter.ts';
 import { ShapeProbe } from '../maintenance/shape.ts';
 import { BATCH_COUNT_WINDOW_MS, fetchOrganizationBatch } from './batch.ts';
 import { refreshDerived } from './derived.ts';
@@ -20,7 +20,7 @@ import { removeOrganization } from './organization.ts';
 import { createProcessor, type ProcessorDeps, type SyncResult } from './processor.ts';
 import { settledWithin } from '../lifecycle/time-limit.ts';
 
-export interface SyncWorkerOptions extends Omit<ProcessorDeps, 'publish' | 'held' | 'removeOrganization' | 'refreshDerived' | 'requestBatch' | 'fetchBatch' | 'refundBudget'> {
+export interface SyncWorkerOptions extends Omit<ProcessorDeps, 'publish' | 'held' | 'removeOrganization' | 'refreshDerived' | 'requestBatch' | 'fetchBatch' | 'refundBudget' | 'budget'> {
   /**
    * The shared BAPI budget (the worker limiter's key): a job that sends no request gives its
    * token back. Without it every job, a skip included, costs one.
@@ -67,6 +67,7 @@ export class SyncWorker {
     const strategy = jitteredBackoff(backoff);
     const publishes = new TurnBatcher<PublishedState, PublishOutcome>(async (states) => (await publisher.publish(states)).outcomes);
     const holds = new TurnBatcher<{ invitationId: string; organizationId: string }, Held>((items) => state.held(items, Date.now() - BATCH_COUNT_WINDOW_MS));
+    const limiter = budget ?? new SharedRateLimiter({ connection, keys, rateLimit });
     const callerFor = (caller: BapiCallerName) => budget && new BapiCaller({ limiter: budget, log: deps.log, stats: { stats: deps.stats, caller } });
     const derivedCaller = callerFor('derived');
     const batchCaller = callerFor('batch');
@@ -74,6 +75,7 @@ export class SyncWorker {
     const shape = batchCaller && new ShapeProbe(deps.bapi, batchCaller, deps.log, 'organization');
     const processor = createProcessor({
       ...deps,
+      budget: limiter,
       publish: (s) => publishes.call(s),
       held: (item) => holds.call(item),
       removeOrganization: (organizationId, receivedAt) => removeOrganization({ state, publisher }, organizationId, receivedAt),

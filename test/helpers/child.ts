@@ -1,5 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { afterAll } from 'vitest';
+import { startSimulator, type Simulator } from '../../src/simulator/index.ts';
+import { tempDir } from './fixtures.ts';
+import { SECRET_KEY, SIGNING_SECRET } from './pipeline.ts';
+import { redisSpace, type RedisSpace } from './state.ts';
 
 export const ROOT = join(import.meta.dirname, '../..');
 export const BIN = join(ROOT, 'bin/clerk-invitation-mirror.js');
@@ -78,4 +83,21 @@ export async function runCli(args: string[], env: Record<string, string | undefi
   const p = spawnCli(args, env, cwd);
   const code = await p.exited;
   return { code, output: p.output() };
+}
+
+/**
+ * What a file that runs the binary needs: a scratch directory, the BAPI simulator and a Redis
+ * space of its own. After the file, every child still running is killed and all of it released.
+ */
+export async function binaryRig(name: string): Promise<{ tmp: ReturnType<typeof tempDir>; redis: RedisSpace; sim: Simulator }> {
+  const tmp = tempDir(`cim-${name}-`);
+  const redis = redisSpace(name);
+  const sim = await startSimulator({ secretKey: SECRET_KEY, signingSecret: SIGNING_SECRET, rateLimit: 0 });
+  afterAll(async () => {
+    killAllChildren();
+    await sim.close();
+    await redis.clear();
+    tmp.cleanup();
+  });
+  return { tmp, redis, sim };
 }

@@ -3,36 +3,30 @@ import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Webhook } from 'svix';
-import { inject } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
-import { QUEUE_PREFIX, SYNC_QUEUE } from '../../src/queue/names.ts';
+import { SYNC_QUEUE } from '../../src/queue/names.ts';
 import { startService, type Role, type Service } from '../../src/service.ts';
 import { BapiClient } from '../../src/bapi/client.ts';
 import { runBackfill, type BackfillSummary } from '../../src/maintenance/backfill.ts';
 import { SharedRateLimiter } from '../../src/bapi/rate-limiter.ts';
 import { runReconcile, type ReconcileReport } from '../../src/maintenance/reconcile.ts';
-import { mirrorKeys } from '../../src/state/keys.ts';
+import type { MirrorKeys } from '../../src/state/keys.ts';
 import { StatePublisher } from '../../src/state/publisher.ts';
 import { SharedState } from '../../src/state/shared-state.ts';
 import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/index.ts';
+import { redisSpace, type RedisSpace } from './state.ts';
 
 export const SECRET_KEY = 'sk_test_pipelineTestKey0123456789';
 export const SIGNING_SECRET = `whsec_${Buffer.alloc(32, 11).toString('base64')}`;
-
-/** A Redis database of its own per test file, so parallel files never share a queue. */
-export async function isolatedRedisUrl(db: number): Promise<string> {
-  const url = `${inject('redisUrl')}/${db}`;
-  const r = new Redis(url);
-  await r.flushdb();
-  await r.quit();
-  return url;
-}
 
 export interface Harness {
   sim: Simulator;
   service: Service;
   queue: Queue;
+  /** The harness's Redis: the run's, under a key prefix of its own (cleared by `stop`). */
+  redis: RedisSpace;
+  keys: MirrorKeys;
   logs: () => string;
   /** Runs a backfill, or a reconciliation, against the harness's Clerk and shared state, in this process. */
   backfill(): Promise<BackfillSummary>;
@@ -42,7 +36,8 @@ export interface Harness {
 }
 
 export async function startHarness(opts: {
-  redisDb: number;
+  /** Names the harness's key prefix and mirror file (the test file's name, say). */
+  name: string;
   dir: string;
   sim?: Partial<SimulatorOptions>;
   env?: Record<string, string>;
@@ -51,7 +46,8 @@ export async function startHarness(opts: {
   /** Run the scheduled reconciliation (it starts with a full pass on a fresh mirror). @defaultValue false */
   reconcile?: boolean;
 }): Promise<Harness> {
-  const redisUrl = await isolatedRedisUrl(opts.redisDb);
+  const space = redisSpace(opts.name);
+  const { keys } = space;
   const sim = await startSimulator({ secretKey: SECRET_KEY, signingSecret: SIGNING_SECRET, rateLimit: 0, ...opts.sim });
   const lines: string[] = [];
   const log = createLogger({
@@ -67,8 +63,8 @@ export async function startHarness(opts: {
     CLERK_SECRET_KEY: SECRET_KEY,
     CLERK_WEBHOOK_SIGNING_SECRET: SIGNING_SECRET,
     CLERK_API_URL: sim.url,
-    REDIS_URL: redisUrl,
-    MIRROR_DB_PATH: join(opts.dir, `mirror-${opts.redisDb}.db`),
+    ...space.env,
+    MIRROR_DB_PATH: join(opts.dir, `mirror-${keys.prefix}.db`),
     PORT: '0',
     BAPI_TIMEOUT_MS: '2000',
     ...opts.env,
@@ -76,22 +72,21 @@ export async function startHarness(opts: {
   const service = await startService({ config, log, roles: opts.roles, coalesceMs: opts.coalesceMs ?? 50, reconcile: opts.reconcile ?? false, shutdownTimeoutMs: 3000 });
   const webhookUrl = `${service.url}/webhooks/clerk`;
   sim.delivery.addEndpoint(webhookUrl);
-  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  const queue = new Queue(SYNC_QUEUE, { connection, prefix: QUEUE_PREFIX });
-  const maintenanceDeps = () => {
-    const keys = mirrorKeys();
-    return {
-      state: new SharedState(connection, keys),
-      publisher: new StatePublisher({ connection, keys, retentionMs: config.state.retentionMs }),
-      bapi: new BapiClient({ apiUrl: sim.url, secretKey: SECRET_KEY, timeoutMs: 5000 }),
-      limiter: new SharedRateLimiter({ connection, keys, rateLimit: { max: 100_000, windowMs: 10_000 } }),
-      log,
-    };
-  };
+  const connection = new Redis(space.url, { maxRetriesPerRequest: null });
+  const queue = new Queue(SYNC_QUEUE, { connection, prefix: keys.queuePrefix });
+  const maintenanceDeps = () => ({
+    state: new SharedState(connection, keys),
+    publisher: new StatePublisher({ connection, keys, retentionMs: config.state.retentionMs }),
+    bapi: new BapiClient({ apiUrl: sim.url, secretKey: SECRET_KEY, timeoutMs: 5000 }),
+    limiter: new SharedRateLimiter({ connection, keys, rateLimit: { max: 100_000, windowMs: 10_000 } }),
+    log,
+  });
   return {
     sim,
     service,
     queue,
+    redis: space,
+    keys,
     webhookUrl,
     logs: () => lines.join(''),
     backfill: () => runBackfill(maintenanceDeps()),
@@ -101,6 +96,7 @@ export async function startHarness(opts: {
       await queue.close();
       await connection.quit().catch(() => {});
       await sim.close();
+      await space.clear();
     },
   };
 }

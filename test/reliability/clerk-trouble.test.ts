@@ -1,37 +1,11 @@
 // Scenario: Clerk's Backend API misbehaves: 20% of requests answer 5xx, 5% hang until the
 // client gives up, and for a while every request answers 429 (bursts). The mirror must still
 // converge, stay under the BAPI rate limit, and leave nothing in the failed set.
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, expect, it } from 'vitest';
-import { spawnService, startRedis, type RedisProc, type ServiceProc } from './helpers/procs.ts';
-import {
-  busyJobs,
-  credentials,
-  duplicateRows,
-  queueOf,
-  recordResult,
-  recordWebhookAnswers,
-  runLoad,
-  scale,
-  scanLogs,
-  releaseScenario,
-  scratchDir,
-  startSim,
-  waitConverged,
-  serviceEnv,
-} from './helpers/scenario.ts';
-import type { Simulator } from '../../src/simulator/index.ts';
+import { expect, it } from 'vitest';
+import { busyJobs, duplicateRows, recordResult, runLoad, scale, scanLogs, scenario, waitConverged } from './helpers/scenario.ts';
 
-const tmp = scratchDir('clerk-trouble');
-const creds = credentials();
-let redis: RedisProc | undefined;
-let sim: Simulator | undefined;
-let service: ServiceProc | undefined;
-let q: ReturnType<typeof queueOf> | undefined;
-let rec: ReturnType<typeof recordWebhookAnswers> | undefined;
-
-afterAll(() => releaseScenario(tmp, { rec, q, services: [service], sim, redis }));
+const scene = scenario('clerk-trouble');
 
 const EVENTS = scale(300, 3000);
 const RATE = scale(100, 100);
@@ -49,23 +23,20 @@ const BURST_MS = scale(3000, 10_000);
 const BURSTS = scale(1, 2);
 
 it(`BAPI with 20% 5xx, 5% hangs and ${BURSTS} x ${BURST_MS} ms of 429s: converges under the limit, nothing retryable in the failed set`, { timeout: scale(150_000, 600_000) }, async () => {
-  redis = await startRedis(join(tmp.path, 'redis'));
-  sim = await startSim(creds, {
+  const { creds, dbPath } = scene;
+  await scene.startRedis();
+  const sim = await scene.startSim({
     rateLimit: SIM_LIMIT,
     rateWindowMs: WINDOW_MS,
     faults: { errorRate: 0.2, hangRate: 0.05, latencyMs: { min: 5, max: 20 } },
   });
-  const dbPath = join(tmp.path, 'mirror.db');
-  service = await spawnService({
-    ...serviceEnv(creds, sim, redis, dbPath),
+  const service = await scene.spawn({
     LOG_LEVEL: 'debug',
     BAPI_RATE_LIMIT: String(OUR_LIMIT),
     BAPI_RATE_WINDOW_MS: String(WINDOW_MS),
     BAPI_TIMEOUT_MS: '1000',
   });
-  q = queueOf(redis.url);
-  rec = recordWebhookAnswers(service.url);
-  sim.delivery.addEndpoint(`${service.url}/webhooks/clerk`);
+  const { q, rec } = scene.watch(service);
 
   // Every BAPI request the simulator receives (faulted ones included), sampled every 50 ms.
   const samples: { at: number; requests: number; rateLimited: number }[] = [];

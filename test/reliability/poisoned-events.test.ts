@@ -5,10 +5,9 @@
 // to the simulator's truth by webhooks alone, with nothing for a reconciliation to repair; a
 // far-future event must neither hold the invitation's next real event back nor make late
 // copies of that event fetch.
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { afterAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { BapiClient } from '../../src/bapi/client.ts';
 import { createLogger } from '../../src/logger.ts';
 import { SharedRateLimiter } from '../../src/bapi/rate-limiter.ts';
@@ -16,40 +15,11 @@ import { runReconcile } from '../../src/maintenance/reconcile.ts';
 import { mirrorKeys } from '../../src/state/keys.ts';
 import { StatePublisher } from '../../src/state/publisher.ts';
 import { SharedState } from '../../src/state/shared-state.ts';
-import type { Simulator } from '../../src/simulator/index.ts';
 import type { SimInvitationJSON } from '../../src/simulator/model.ts';
-import { spawnService, startRedis, type RedisProc, type ServiceProc } from './helpers/procs.ts';
-import {
-  busyJobs,
-  compareMirror,
-  credentials,
-  duplicateRows,
-  queueOf,
-  recordResult,
-  recordWebhookAnswers,
-  releaseScenario,
-  runLoad,
-  scale,
-  scanLogs,
-  scratchDir,
-  serviceEnv,
-  startSim,
-  waitConverged,
-} from './helpers/scenario.ts';
+import { busyJobs, compareMirror, duplicateRows, recordResult, runLoad, scale, scanLogs, scenario, waitConverged } from './helpers/scenario.ts';
 
-const tmp = scratchDir('poisoned-events');
-const creds = credentials();
-let redis: RedisProc | undefined;
-let sim: Simulator | undefined;
-let service: ServiceProc | undefined;
-let q: ReturnType<typeof queueOf> | undefined;
-let rec: ReturnType<typeof recordWebhookAnswers> | undefined;
 let conn: Redis | undefined;
-
-afterAll(async () => {
-  await conn?.quit().catch(() => {});
-  await releaseScenario(tmp, { rec, q, services: [service], sim, redis });
-});
+const scene = scenario('poisoned-events', { beforeRelease: () => conn?.quit().catch(() => {}) });
 
 const EVENTS = scale(300, 3000);
 const RATE = scale(100, 100);
@@ -84,7 +54,7 @@ async function idle(timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let quiet = 0;
   while (Date.now() < deadline) {
-    quiet = sim!.delivery.stats().pending === 0 && (await busyJobs(q!.queue)) === 0 ? quiet + 1 : 0;
+    quiet = scene.sim!.delivery.stats().pending === 0 && (await busyJobs(scene.q!.queue)) === 0 ? quiet + 1 : 0;
     if (quiet >= 3) return;
     await sleep(100);
   }
@@ -95,18 +65,15 @@ it(
   `signed events naming another organization or a far-future updated_at among ${EVENTS} normal ones: the mirror ends equal to the truth, later events are neither held back nor refetched`,
   { timeout: scale(120_000, 600_000) },
   async () => {
-    redis = await startRedis(join(tmp.path, 'redis'), { fsync: 'everysec' });
-    sim = await startSim(creds, {
+    const { creds, dbPath } = scene;
+    const redis = await scene.startRedis({ fsync: 'everysec' });
+    const sim = await scene.startSim({
       faults: { latencyMs: { min: 2, max: 10 } },
       // The long form adds Svix's own habits: copies and overtaking.
       delivery: scale({}, { duplicateRate: 0.1, reorderRate: 0.3, reorderWindowMs: 200 }),
     });
-    const dbPath = join(tmp.path, 'mirror.db');
-    const env = { ...serviceEnv(creds, sim, redis, dbPath), LOG_LEVEL: 'debug', BAPI_RATE_LIMIT: '100000', STALE_READ_WAIT_MS: String(STALE_READ_WAIT_MS) };
-    service = await spawnService(env);
-    q = queueOf(redis.url);
-    rec = recordWebhookAnswers(service.url);
-    sim.delivery.addEndpoint(`${service.url}/webhooks/clerk`);
+    const service = await scene.spawn({ LOG_LEVEL: 'debug', BAPI_RATE_LIMIT: '100000', STALE_READ_WAIT_MS: String(STALE_READ_WAIT_MS) });
+    const { q, rec } = scene.watch(service);
     const s = sim;
 
     const poisoned: Record<PoisonKind, number> = Object.fromEntries(Object.keys(POISONS).map((k) => [k, 0])) as Record<PoisonKind, number>;

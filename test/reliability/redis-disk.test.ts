@@ -8,46 +8,13 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { MANAGED_APPENDFSYNC } from '../../src/redis/managed.ts';
-import type { Simulator } from '../../src/simulator/index.ts';
-import { spawnService, startRedis, type RedisProc, type ServiceProc } from './helpers/procs.ts';
-import {
-  ackedNotInMirror,
-  credentials,
-  queueOf,
-  recordResult,
-  recordWebhookAnswers,
-  releaseScenario,
-  runLoad,
-  scale,
-  scanLogs,
-  scratchDir,
-  serviceEnv,
-  startSim,
-  waitConverged,
-} from './helpers/scenario.ts';
+import { ackedNotInMirror, recordResult, runLoad, scale, scanLogs, scenario, waitConverged } from './helpers/scenario.ts';
 
-const tmp = scratchDir('redis-disk');
-const redisDir = join(tmp.path, 'redis');
-const creds = credentials();
-let redis: RedisProc | undefined;
-let sim: Simulator | undefined;
-let service: ServiceProc | undefined;
-let worker: ServiceProc | undefined;
-let q: ReturnType<typeof queueOf> | undefined;
-let rec: ReturnType<typeof recordWebhookAnswers> | undefined;
 let mounted = false;
-
-afterAll(async () => {
-  const unmountThenClean = {
-    cleanup() {
-      if (mounted) execFileSync('umount', ['-l', redisDir]);
-      tmp.cleanup();
-    },
-  };
-  await releaseScenario(unmountThenClean, { rec, q, services: [service, worker], sim, redis });
-});
+const scene = scenario('redis-disk', { beforeCleanup: () => mounted && execFileSync('umount', ['-l', redisDir]) });
+const { tmp, redisDir } = scene;
 
 const EVENTS = scale(600, 3000);
 const RATE = scale(150, 300);
@@ -73,14 +40,12 @@ it(`disk full under Redis during ${EVENTS} events, then a Redis crash: every 2xx
   mkdirSync(redisDir, { recursive: true });
   execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${scale(16, 48)}m`, 'tmpfs', redisDir]);
   mounted = true;
-  redis = await startRedis(redisDir, { fsync: MANAGED_APPENDFSYNC });
-  sim = await startSim(creds, { faults: { latencyMs: { min: 5, max: 30 } }, delivery: { retryScale: 0.001 } });
-  const dbPath = join(tmp.path, 'mirror.db');
-  const env = { ...serviceEnv(creds, sim, redis, dbPath), LOG_LEVEL: 'info', BAPI_RATE_LIMIT: '100000', BAPI_TIMEOUT_MS: '5000' };
-  service = await spawnService(env, { roles: ['receiver', 'replica'] });
-  q = queueOf(redis.url);
-  rec = recordWebhookAnswers(service.url);
-  sim.delivery.addEndpoint(`${service.url}/webhooks/clerk`);
+  const { creds, dbPath } = scene;
+  const redis = await scene.startRedis({ fsync: MANAGED_APPENDFSYNC });
+  const sim = await scene.startSim({ faults: { latencyMs: { min: 5, max: 30 } }, delivery: { retryScale: 0.001 } });
+  const env = { LOG_LEVEL: 'info', BAPI_RATE_LIMIT: '100000', BAPI_TIMEOUT_MS: '5000' };
+  const service = await scene.spawn(env, { roles: ['receiver', 'replica'] });
+  const { q, rec } = scene.watch(service);
 
   let fullAt = 0;
   let crashed: Promise<void> | undefined;
@@ -102,7 +67,7 @@ it(`disk full under Redis during ${EVENTS} events, then a Redis crash: every 2xx
     },
   });
   await crashed;
-  worker = await spawnService({ ...env, MIRROR_DB_PATH: join(tmp.path, 'worker-unused.db') }, { roles: ['worker'] });
+  await scene.spawn({ ...env, MIRROR_DB_PATH: join(tmp.path, 'worker-unused.db') }, { roles: ['worker'] });
   const result = await waitConverged({ sim, queue: q.queue, dbPath, ids: load.touched, timeoutMs: scale(100_000, 300_000) });
 
   const acked = rec.acknowledged();

@@ -1,59 +1,24 @@
 // Scenario: Redis (AOF on, appendfsync always) is killed with SIGKILL during a load and
 // started again on the same port and directory. The service process is never restarted.
 // Every event is a new invitation, so each acknowledged webhook maps to exactly one row.
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, expect, it } from 'vitest';
-import { spawnService, startRedis, type RedisProc, type ServiceProc } from './helpers/procs.ts';
-import {
-  ackedNotInMirror,
-  busyJobs,
-  credentials,
-  duplicateAcks,
-  duplicateRows,
-  queueOf,
-  recordResult,
-  recordWebhookAnswers,
-  runLoad,
-  scale,
-  scanLogs,
-  releaseScenario,
-  scratchDir,
-  startSim,
-  waitConverged,
-  serviceEnv,
-} from './helpers/scenario.ts';
-import type { Simulator } from '../../src/simulator/index.ts';
+import { expect, it } from 'vitest';
+import { ackedNotInMirror, busyJobs, duplicateAcks, duplicateRows, recordResult, runLoad, scale, scanLogs, scenario, waitConverged } from './helpers/scenario.ts';
 
-const tmp = scratchDir('redis-kill');
-const creds = credentials();
-let redis: RedisProc | undefined;
-let sim: Simulator | undefined;
-let service: ServiceProc | undefined;
-let q: ReturnType<typeof queueOf> | undefined;
-let rec: ReturnType<typeof recordWebhookAnswers> | undefined;
-
-afterAll(() => releaseScenario(tmp, { rec, q, services: [service], sim, redis }));
+const scene = scenario('redis-kill');
 
 const EVENTS = scale(800, 4000);
 const RATE = scale(200, 300);
 const DOWN_MS = scale(2500, 8000);
 
 it(`Redis SIGKILLed for ${DOWN_MS} ms during ${EVENTS} events: every 2xx is in the mirror, refusals were 503 and retried, no restart`, { timeout: scale(120_000, 400_000) }, async () => {
-  redis = await startRedis(join(tmp.path, 'redis'));
+  const { creds, dbPath } = scene;
+  const redis = await scene.startRedis();
   // Svix's schedule times 0.001: retries after 5 ms, 300 ms, 1.8 s, 7.2 s, 18 s, 36 s, 36 s.
-  sim = await startSim(creds, { faults: { latencyMs: { min: 5, max: 30 } }, delivery: { retryScale: 0.001 } });
-  const dbPath = join(tmp.path, 'mirror.db');
-  service = await spawnService({
-    ...serviceEnv(creds, sim, redis, dbPath),
-    LOG_LEVEL: 'debug',
-    BAPI_RATE_LIMIT: '100000',
-    BAPI_TIMEOUT_MS: '5000',
-  });
+  const sim = await scene.startSim({ faults: { latencyMs: { min: 5, max: 30 } }, delivery: { retryScale: 0.001 } });
+  const service = await scene.spawn({ LOG_LEVEL: 'debug', BAPI_RATE_LIMIT: '100000', BAPI_TIMEOUT_MS: '5000' });
   const servicePid = service.pid();
-  q = queueOf(redis.url);
-  rec = recordWebhookAnswers(service.url);
-  sim.delivery.addEndpoint(`${service.url}/webhooks/clerk`);
+  const { q, rec } = scene.watch(service);
 
   let downFrom = 0;
   let upFrom = 0;

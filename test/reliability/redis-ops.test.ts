@@ -4,8 +4,7 @@
 // cause; a full Redis (noeviction at maxmemory) makes webhooks 503 while the worker waits
 // quietly, and once memory is back every acknowledged event reaches the mirror; a deleted
 // reconciliation schedule is put back.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue } from 'bullmq';
@@ -14,9 +13,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { MAINTENANCE_QUEUE, RECONCILE_SCHEDULER_ID } from '../../src/maintenance/jobs.ts';
 import { QUEUE_PREFIX } from '../../src/queue/names.ts';
 import type { Simulator } from '../../src/simulator/index.ts';
-import { BIN, freePort, REDIS_SERVER, ROOT, spawnService, type ServiceProc } from './helpers/procs.ts';
+import { BIN, freePort, ROOT, spawnService, type ServiceProc } from './helpers/procs.ts';
 import { ackedNotInMirror, busyJobs, credentials, queueOf, recordResult, recordWebhookAnswers, runLoad, scale, scanLogs, scratchDir, startSim, serviceEnv, waitConverged } from './helpers/scenario.ts';
-import { redisServerArgs } from '../../src/redis/managed.ts';
+import { startRedisServer } from '../helpers/redis-server.ts';
 import { waitUntil } from '../helpers/fixtures.ts';
 
 const tmp = scratchDir('redis-ops');
@@ -29,27 +28,9 @@ afterAll(async () => {
 
 /** A redis-server of this file's own with `extra` arguments after the usual ones (later ones win). */
 async function redisWith(name: string, extra: string[]): Promise<{ url: string; port: number; redis: Redis }> {
-  const dir = join(tmp.path, name);
-  mkdirSync(dir, { recursive: true });
-  const port = await freePort();
-  const proc: ChildProcess = spawn(REDIS_SERVER, [...redisServerArgs({ port, dir, appendfsync: false }), ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-  cleanups.push(async () => {
-    proc.kill('SIGKILL');
-    if (proc.exitCode === null) await new Promise((r) => proc.once('exit', r));
-  });
-  await new Promise<void>((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error(`redis-server ${name} did not start: ${seen}`)), 15_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      seen += d.toString();
-      if (seen.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    proc.stderr!.resume();
-  });
-  const url = `redis://127.0.0.1:${port}`;
+  const server = await startRedisServer({ dir: join(tmp.path, name), extraArgs: extra, readyTimeoutMs: 15_000 });
+  cleanups.push(() => server.stop());
+  const { url, port } = server;
   const redis = new Redis(url, { maxRetriesPerRequest: 1 });
   redis.on('error', () => {});
   cleanups.push(async () => redis.disconnect());

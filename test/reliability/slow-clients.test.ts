@@ -8,29 +8,21 @@
 import { readdirSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { HTTP_LIMITS } from '../../src/http/app.ts';
 import { svixHeaders } from './helpers/http.ts';
-import { spawnService, startRedis, type RedisProc, type ServiceProc } from './helpers/procs.ts';
-import { credentials, queueOf, recordResult, releaseScenario, scale, scanLogs, scratchDir, serviceEnv, startSim } from './helpers/scenario.ts';
-import type { Simulator } from '../../src/simulator/index.ts';
+import { recordResult, scale, scanLogs, scenario } from './helpers/scenario.ts';
 
-const tmp = scratchDir('slow-clients');
-const creds = credentials();
-let redis: RedisProc | undefined;
-let sim: Simulator | undefined;
-let service: ServiceProc | undefined;
-let q: ReturnType<typeof queueOf> | undefined;
 const sockets: Socket[] = [];
 const timers: NodeJS.Timeout[] = [];
-
-afterAll(async () => {
-  for (const t of timers) clearInterval(t);
-  for (const s of sockets) s.destroy();
-  await releaseScenario(tmp, { q, services: [service], sim, redis });
+const scene = scenario('slow-clients', {
+  beforeRelease() {
+    for (const t of timers) clearInterval(t);
+    for (const s of sockets) s.destroy();
+  },
 });
+const { creds } = scene;
 
 const PER_KIND = scale(60, 220);
 const KINDS = ['idle', 'slowHeaders', 'endlessChunked', 'shortBody', 'keepAliveIdle'] as const;
@@ -124,12 +116,10 @@ const openFds = (pid: number) => {
 };
 
 it(`${PER_KIND * KINDS.length} connections that never finish a request are closed within their timeouts; probes and a slow honest delivery succeed meanwhile`, { timeout: scale(120_000, 240_000) }, async () => {
-  redis = await startRedis(join(tmp.path, 'redis'), { aof: false });
-  sim = await startSim(creds);
-  const dbPath = join(tmp.path, 'mirror.db');
-  service = await spawnService({ ...serviceEnv(creds, sim, redis, dbPath), BAPI_RATE_LIMIT: '100000' });
-  q = queueOf(redis.url);
-  sim.delivery.addEndpoint(`${service.url}/webhooks/clerk`);
+  await scene.startRedis({ aof: false });
+  const sim = await scene.startSim();
+  const service = await scene.spawn({ BAPI_RATE_LIMIT: '100000' });
+  scene.watch(service, { record: false });
   const org = sim.store.createOrganization({ name: 'Slow clients' }).id;
   const readable = sim.store.createInvitation(org, { emailAddress: 'slow.reader@example.com' }).id;
   const readPath = `/v1/organizations/${org}/invitations/${readable}`;

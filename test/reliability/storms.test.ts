@@ -3,61 +3,30 @@
 // events arrive shuffled. (b) 1,000 events for one invitation within one second, each a real
 // change of its state. Either way the mirror must equal the truth and Clerk must be asked
 // about each invitation at most twice.
-import { join } from 'node:path';
-import { afterAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { httpClient, svixHeaders } from './helpers/http.ts';
-import { spawnService, startRedis, type RedisProc, type ServiceProc } from './helpers/procs.ts';
-import {
-  busyJobs,
-  credentials,
-  duplicateAcks,
-  duplicateRows,
-  queueOf,
-  recordResult,
-  recordWebhookAnswers,
-  runLoad,
-  scale,
-  scanLogs,
-  releaseScenario,
-  scratchDir,
-  startSim,
-  waitConverged,
-  serviceEnv,
-} from './helpers/scenario.ts';
-import type { Simulator } from '../../src/simulator/index.ts';
+import { busyJobs, duplicateAcks, duplicateRows, recordResult, runLoad, scale, scanLogs, scenario, waitConverged } from './helpers/scenario.ts';
 
-const tmp = scratchDir('storms');
-const creds = credentials();
-let redis: RedisProc | undefined;
-let sim: Simulator | undefined;
-let service: ServiceProc | undefined;
-let q: ReturnType<typeof queueOf> | undefined;
-let rec: ReturnType<typeof recordWebhookAnswers> | undefined;
-let dbPath = '';
-
-afterAll(() => releaseScenario(tmp, { rec, q, services: [service], sim, redis }));
+const scene = scenario('storms');
+const { creds, dbPath } = scene;
 
 const EVENTS = scale(400, 3000);
 const HOT_EVENTS = 1000;
 
+/** The scenario's processes, started by the first test (each test adds its own endpoints). */
 async function setup() {
-  if (service) return;
-  // appendfsync everysec: this scenario is about coalescing, not durability, and fsync on every
-  // write caps the receiver near 150 webhooks/s on this machine (see RELIABILITY.md).
-  redis = await startRedis(join(tmp.path, 'redis'), { fsync: 'everysec' });
-  sim = await startSim(creds, { faults: { latencyMs: { min: 5, max: 30 } } });
-  dbPath = join(tmp.path, 'mirror.db');
-  service = await spawnService({
-    ...serviceEnv(creds, sim, redis, dbPath),
-    LOG_LEVEL: 'debug',
-    BAPI_RATE_LIMIT: '100000',
-  });
-  q = queueOf(redis.url);
-  rec = recordWebhookAnswers(service.url);
+  if (!scene.services[0]) {
+    // appendfsync everysec: this scenario is about coalescing, not durability, and fsync on every
+    // write caps the receiver near 150 webhooks/s on this machine (see RELIABILITY.md).
+    await scene.startRedis({ fsync: 'everysec' });
+    await scene.startSim({ faults: { latencyMs: { min: 5, max: 30 } } });
+    scene.watch(await scene.spawn({ LOG_LEVEL: 'debug', BAPI_RATE_LIMIT: '100000' }), { endpoint: false });
+  }
+  return { sim: scene.sim!, service: scene.services[0]!, q: scene.q!, rec: scene.rec! };
 }
 
 function callsPer(ids: Iterable<string>): { max: number; over2: string[]; total: number } {
-  const calls = sim!.stats().getInvitationCalls;
+  const calls = scene.sim!.stats().getInvitationCalls;
   let max = 0;
   let total = 0;
   const over2: string[] = [];
@@ -71,7 +40,7 @@ function callsPer(ids: Iterable<string>): { max: number; over2: string[]; total:
 }
 
 it(`every one of ${EVENTS} events delivered three times, shuffled: mirror equals truth, <= 2 BAPI calls per invitation`, { timeout: scale(90_000, 300_000) }, async () => {
-  await setup();
+  const { sim, service, q, rec } = await setup();
   const webhook = `${service!.url}/webhooks/clerk`;
   for (const url of [webhook, `${webhook}?copy=2`, `${webhook}?copy=3`]) sim!.delivery.addEndpoint(url);
   // Copies are held up to 1 s: longer than the 200 ms coalescing window plus a fetch, as Svix
@@ -110,7 +79,7 @@ it(`every one of ${EVENTS} events delivered three times, shuffled: mirror equals
 });
 
 it(`${HOT_EVENTS} events for one invitation within a second: one state per event, mirror ends at the last, <= 2 BAPI calls`, { timeout: 60_000 }, async () => {
-  await setup();
+  const { sim, service, q } = await setup();
   const org = sim!.store.createOrganization({ name: 'Hot' });
   const inv = sim!.store.createInvitation(org.id, { emailAddress: 'hot.invitee@example.com' });
   // Every event names a newer state: a change Clerk sends no webhook for (metadata), then the

@@ -2,64 +2,28 @@
 // again. Receiver, worker and replica run as separate processes (`start --role`), so the
 // receiver keeps acknowledging webhooks while no worker runs. The jobs the dead worker held stay "active"
 // with an expiring lock; BullMQ's stall check hands them to the new worker.
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, expect, it } from 'vitest';
-import { spawnService, startRedis, type RedisProc, type ServiceProc } from './helpers/procs.ts';
-import {
-  busyJobs,
-  credentials,
-  duplicateAcks,
-  duplicateRows,
-  queueOf,
-  recordResult,
-  recordWebhookAnswers,
-  runLoad,
-  scale,
-  scanLogs,
-  releaseScenario,
-  scratchDir,
-  startSim,
-  waitConverged,
-  serviceEnv,
-} from './helpers/scenario.ts';
-import type { Simulator } from '../../src/simulator/index.ts';
+import { expect, it } from 'vitest';
+import { busyJobs, duplicateAcks, duplicateRows, recordResult, runLoad, scale, scanLogs, scenario, waitConverged } from './helpers/scenario.ts';
 
-const tmp = scratchDir('worker-kill');
-const creds = credentials();
-let redis: RedisProc | undefined;
-let sim: Simulator | undefined;
-let receiver: ServiceProc | undefined;
-let worker: ServiceProc | undefined;
-let replica: ServiceProc | undefined;
-let q: ReturnType<typeof queueOf> | undefined;
-let rec: ReturnType<typeof recordWebhookAnswers> | undefined;
-
-afterAll(() => releaseScenario(tmp, { rec, q, services: [worker, receiver, replica], sim, redis }));
+const scene = scenario('worker-kill');
 
 const EVENTS = scale(1000, 4000);
 const RATE = scale(250, 300);
 
 it(`SIGKILL of the worker during ${EVENTS} events: the restarted worker recovers the stalled jobs and the mirror converges`, { timeout: scale(150_000, 400_000) }, async () => {
-  redis = await startRedis(join(tmp.path, 'redis'));
+  const { creds, dbPath } = scene;
+  await scene.startRedis();
   // Latency keeps the worker's 8 slots busy, so the kill always catches jobs mid-fetch.
-  sim = await startSim(creds, { faults: { latencyMs: { min: 20, max: 80 } } });
-  const dbPath = join(tmp.path, 'mirror.db');
-  const env = {
-    ...serviceEnv(creds, sim, redis, dbPath),
-    LOG_LEVEL: 'debug',
-    BAPI_RATE_LIMIT: '100000',
-    BAPI_TIMEOUT_MS: '5000',
-  };
-  [receiver, worker, replica] = await Promise.all([
-    spawnService(env, { roles: ['receiver'] }),
-    spawnService(env, { roles: ['worker'] }),
-    spawnService(env, { roles: ['replica'] }),
+  const sim = await scene.startSim({ faults: { latencyMs: { min: 20, max: 80 } } });
+  const env = { LOG_LEVEL: 'debug', BAPI_RATE_LIMIT: '100000', BAPI_TIMEOUT_MS: '5000' };
+  const [receiver, worker, replica] = await Promise.all([
+    scene.spawn(env, { roles: ['receiver'] }),
+    scene.spawn(env, { roles: ['worker'] }),
+    scene.spawn(env, { roles: ['replica'] }),
   ]);
   const firstWorkerPid = worker.pid();
-  q = queueOf(redis.url);
-  rec = recordWebhookAnswers(receiver.url);
-  sim.delivery.addEndpoint(`${receiver.url}/webhooks/clerk`);
+  const { q, rec } = scene.watch(receiver);
 
   let killedAt = 0;
   let stalled: string[] = [];

@@ -2,96 +2,29 @@
 // can be killed without touching the shared one from global-setup) and the service started
 // through its binary, exactly as an operator would, with its output captured.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, startRedisServer, type RedisServer } from '../../helpers/redis-server.ts';
+
+export { freePort, REDIS_SERVER } from '../../helpers/redis-server.ts';
 
 export const ROOT = join(import.meta.dirname, '../../..');
 export const BIN = join(ROOT, 'bin/clerk-invitation-mirror.js');
-export const REDIS_SERVER = process.env.REDIS_SERVER ?? '/usr/bin/redis-server';
-
-import { freePort, redisServerArgs } from '../../../src/redis/managed.ts';
-
-export { freePort };
-
-function waitForLine(proc: ChildProcess, pattern: string, timeoutMs: number, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error(`${what} did not print "${pattern}" within ${timeoutMs} ms:\n${seen.slice(-2000)}`)), timeoutMs);
-    const onData = (chunk: Buffer) => {
-      seen += chunk.toString();
-      if (seen.includes(pattern)) {
-        clearTimeout(timer);
-        proc.stdout!.off('data', onData);
-        resolve();
-      }
-    };
-    proc.stdout!.on('data', onData);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${what} exited (${code}) before it was ready:\n${seen.slice(-2000)}`));
-    });
-  });
-}
 
 function exited(proc: ChildProcess): Promise<void> {
   if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => proc.once('exit', () => resolve()));
 }
 
-export interface RedisProc {
-  url: string;
-  port: number;
-  dir: string;
-  pid(): number;
-  /** Kills the server (SIGKILL by default) and waits until it is gone. */
-  kill(signal?: NodeJS.Signals): Promise<void>;
-  /** Starts it again on the same port and directory (AOF replayed); resolves once it accepts connections. */
-  start(): Promise<void>;
-  stop(): Promise<void>;
-}
+export type RedisProc = RedisServer;
 
 /**
  * A redis-server on a free port with AOF on and `appendfsync always`: the receiver's 2xx
  * promises durability, and this makes "durable" mean on disk, not in the page cache.
  */
-export async function startRedis(dir: string, { aof = true, fsync = 'always' }: { aof?: boolean; fsync?: 'always' | 'everysec' } = {}): Promise<RedisProc> {
-  mkdirSync(dir, { recursive: true });
-  const port = await freePort();
-  let proc: ChildProcess | undefined;
-  const args = redisServerArgs({ port, dir, appendfsync: aof ? fsync : false });
-  const r: RedisProc = {
-    url: `redis://127.0.0.1:${port}`,
-    port,
-    dir,
-    pid: () => proc?.pid ?? -1,
-    async start() {
-      for (let attempt = 0; ; attempt++) {
-        proc = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-        proc.stderr!.resume();
-        try {
-          await waitForLine(proc, 'Ready to accept connections', 20_000, 'redis-server');
-          proc.stdout!.resume();
-          return;
-        } catch (err) {
-          // The port may still be held for a moment after a kill; try again briefly.
-          if (attempt >= 20) throw err;
-          await sleep(250);
-        }
-      }
-    },
-    async kill(signal = 'SIGKILL') {
-      if (!proc) return;
-      const p = proc;
-      p.kill(signal);
-      await exited(p);
-    },
-    async stop() {
-      await r.kill('SIGKILL');
-    },
-  };
-  await r.start();
-  return r;
+export function startRedis(dir: string, { aof = true, fsync = 'always' }: { aof?: boolean; fsync?: 'always' | 'everysec' } = {}): Promise<RedisProc> {
+  return startRedisServer({ dir, appendfsync: aof ? fsync : false });
 }
 
 export interface ServiceProc {

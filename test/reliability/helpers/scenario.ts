@@ -9,9 +9,11 @@ import { isDeepStrictEqual } from 'node:util';
 import Database from 'better-sqlite3';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { afterAll } from 'vitest';
 import { QUEUE_PREFIX, SYNC_QUEUE } from '../../../src/queue/names.ts';
 import { startSimulator, type Simulator, type SimulatorOptions } from '../../../src/simulator/index.ts';
 import type { SimInvitationJSON } from '../../../src/simulator/model.ts';
+import { spawnService, startRedis, type RedisProc, type ServiceEnv, type ServiceProc } from './procs.ts';
 
 /** `npm run test:chaos` sets CHAOS=1: the same scenarios at full size, plus the soak. */
 export const CHAOS = process.env.CHAOS === '1';
@@ -79,6 +81,61 @@ export async function releaseScenario(tmp: { cleanup(): void }, r: ScenarioResou
 
 export async function startSim(creds: Credentials, opts: Partial<SimulatorOptions> = {}): Promise<Simulator> {
   return startSimulator({ secretKey: creds.secretKey, signingSecret: creds.signingSecret, rateLimit: 0, seed: 7, ...opts });
+}
+
+/**
+ * One scenario file's processes: its scratch directory and credentials, then (as its test
+ * starts them) a redis-server of its own, the simulator, services through the binary, and the
+ * test's view of the queue and of the webhook answers. Everything is released after the file
+ * (releaseScenario's order); `beforeRelease` runs first, `beforeCleanup` just before the
+ * scratch directory goes.
+ */
+export function scenario(name: string, hooks: { beforeRelease?: () => Promise<unknown> | unknown; beforeCleanup?: () => void } = {}) {
+  const tmp = scratchDir(name);
+  const s = {
+    tmp,
+    creds: credentials(),
+    /** The mirror file of the scenario's services. */
+    dbPath: join(tmp.path, 'mirror.db'),
+    redisDir: join(tmp.path, 'redis'),
+    redis: undefined as RedisProc | undefined,
+    sim: undefined as Simulator | undefined,
+    /** Stopped in the order started. */
+    services: [] as ServiceProc[],
+    q: undefined as ReturnType<typeof queueOf> | undefined,
+    rec: undefined as Recorder | undefined,
+    async startRedis(opts?: Parameters<typeof startRedis>[1]): Promise<RedisProc> {
+      return (s.redis = await startRedis(s.redisDir, opts));
+    },
+    async startSim(opts: Partial<SimulatorOptions> = {}): Promise<Simulator> {
+      return (s.sim = await startSim(s.creds, opts));
+    },
+    /** The variables every service of the scenario gets (serviceEnv), with `extra`. */
+    env(extra: Record<string, string> = {}): ServiceEnv {
+      return { ...serviceEnv(s.creds, s.sim!, s.redis!, s.dbPath), ...extra };
+    },
+    async spawn(extra: Record<string, string> = {}, opts: { roles?: string[] } = {}): Promise<ServiceProc> {
+      const service = await spawnService(s.env(extra), opts);
+      s.services.push(service);
+      return service;
+    },
+    /** The queue view and, unless told not to, the answer recorder and the simulator's webhook endpoint, all on `service`. */
+    watch(service: ServiceProc, { record = true, endpoint = true } = {}): { q: ReturnType<typeof queueOf>; rec: Recorder } {
+      s.q = queueOf(s.redis!.url);
+      if (record) s.rec = recordWebhookAnswers(service.url);
+      if (endpoint) s.sim!.delivery.addEndpoint(`${service.url}/webhooks/clerk`);
+      return { q: s.q, rec: s.rec! };
+    },
+  };
+  afterAll(async () => {
+    await hooks.beforeRelease?.();
+    const cleanup = () => {
+      hooks.beforeCleanup?.();
+      tmp.cleanup();
+    };
+    await releaseScenario({ cleanup }, { rec: s.rec, q: s.q, services: s.services, sim: s.sim, redis: s.redis });
+  });
+  return s;
 }
 
 /** A BullMQ view of the scenario's queue, from the test process. */
