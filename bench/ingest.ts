@@ -1,5 +1,5 @@
 // ingest.webhooks_per_s: signed organizationInvitation.created webhooks the real receiver
-// (verify + durable enqueue into a private redis-server with AOF everysec) accepts per second
+// (verify + durable enqueue into a private redis-server with the managed server's AOF policy, bench/harness.ts) accepts per second
 // on loopback, against a bare Fastify route that answers 200 without doing either. The server
 // runs in this process, the load generator in a child process (bench/load-client.ts).
 //
@@ -19,7 +19,7 @@ import type { AutocannonOutput } from './load-client.ts';
 import { ratio, type Benchmark } from './result.ts';
 
 const CONNECTIONS = 50;
-/** bench/raw-load.ts; `autocannon` gives the older figures (its own CPU cost is ~150 µs per webhook). */
+/** bench/raw-load.ts; `autocannon` gives the older figures (it costs the server's machine more CPU per webhook: raw-load.ts). */
 const LOAD_CLIENT = (process.env.INGEST_CLIENT === 'autocannon' ? 'autocannon' : 'raw') as 'raw' | 'autocannon';
 const WARMUP_S = 2;
 const DURATION_S = 10;

@@ -1,4 +1,4 @@
-// Not a benchmark: profiles the receiver under 8 s of autocannon load (from a child process)
+// Not a benchmark: profiles the receiver under 8 s of load from the raw-socket client (bench/raw-load.ts, in a child process)
 // and prints inclusive time per function, per request. `tsx bench/profile-receiver.ts`.
 import { Session } from 'node:inspector/promises';
 import { runLoadClient, startBackend, startBenchService, webhookUrlOf, withResources } from './harness.ts';

@@ -16,8 +16,8 @@ const HOT_EVENTS = 1000;
 /** The scenario's processes, started by the first test (each test adds its own endpoints). */
 async function setup() {
   if (!scene.services[0]) {
-    // appendfsync everysec: this scenario is about coalescing, not durability, and fsync on every
-    // write caps the receiver near 150 webhooks/s on this machine (see RELIABILITY.md).
+    // appendfsync everysec: this scenario is about coalescing; redis-kill and redis-disk are
+    // the ones about durability.
     await scene.startRedis({ fsync: 'everysec' });
     await scene.startSim({ faults: { latencyMs: { min: 5, max: 30 } } });
     scene.watch(await scene.spawn({ LOG_LEVEL: 'debug', BAPI_RATE_LIMIT: '100000' }), { endpoint: false });
