@@ -9,7 +9,7 @@ import { runBackfill } from '../src/maintenance/backfill.ts';
 import { SharedRateLimiter } from '../src/bapi/rate-limiter.ts';
 import { StatePublisher } from '../src/state/publisher.ts';
 import { SharedState } from '../src/state/shared-state.ts';
-import { isLoopback } from '../src/http/metrics.ts';
+import { isLoopback } from '../src/http/metrics-route.ts';
 import { createLogger } from '../src/logger.ts';
 import { startService } from '../src/service.ts';
 import { tempDir } from './helpers/fixtures.ts';

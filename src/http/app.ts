@@ -11,7 +11,8 @@ import { dashboardRoutes } from './dashboard.ts';
 import { fastInvitationRead, serverWithFastPath } from './fast-read.ts';
 import { sendJson } from './json-reply.ts';
 import { healthRoutes, type ReadinessCheck } from './health.ts';
-import { metricsRoutes, type MirrorMetrics } from './metrics.ts';
+import type { MirrorMetrics } from './metrics.ts';
+import { metricsRoutes } from './metrics-route.ts';
 import { readApiRoutes, type ReadApiOptions } from './read-api.ts';
 
 export interface BuildAppOptions {

@@ -1,22 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../logger.ts';
 import { fakeClock, Screen } from '../../test/helpers/terminal.ts';
-import {
-  estimate,
-  formatDuration,
-  fullReporter,
-  listingPhase,
-  logProgress,
-  PHASES,
-  renderProgressLine,
-  silentProgress,
-  ttyProgress,
-  waitText,
-  type PhaseState,
-  type Progress,
-  type ProgressReporter,
-  type ProgressWait,
-} from './progress.ts';
+import { estimate, formatDuration, renderProgressLine, waitText, type PhaseState } from './progress-line.ts';
+import { fullReporter, listingPhase, logProgress, PHASES, silentProgress, ttyProgress, type Progress, type ProgressReporter, type ProgressWait } from './progress.ts';
 
 describe('formatDuration', () => {
   it('m:ss below an hour, h:mm:ss from one, rounded to the second', () => {
