@@ -193,7 +193,7 @@ async function runDemo(o: DemoOptions): Promise<number> {
     say(`  invitation events       ${accepted} accepted, ${st.webhooksWith('rejected')} rejected, ${st.webhooksWith('unavailable')} answered 503`);
     say(`  sync jobs               ${st.jobs.completed} completed (${st.jobs.skipped} without a BAPI call: the shared state already held that version), ${st.jobs.retried} retried, ${st.jobs.failed} failed`);
     say(`  BAPI calls              ${calls} (${accepted ? (calls / accepted).toFixed(2) : '-'} per invitation event, ${simStats.rateLimited} answered 429)`);
-    say(`  replica lag             p50 ${fmt(st.replicaLagPercentile(50))}, p99 ${fmt(st.replicaLagPercentile(99))} (event accepted → row in the replica's file; an invitation's repeated events wait out the coalescing window)`);
+    say(`  replica lag             p50 ${fmt(st.replicaLagPercentile(50))}, p99 ${fmt(st.replicaLagPercentile(99))} (event accepted → row in the replica's file; an invitation's repeated events wait out the coalescing window, an organization's burst its batch)`);
     say(`  local lookups           ${Math.round(lookupsPerSecond).toLocaleString('en-US')} per second (getOrganizationInvitation, one process)`);
     say(`  replicas                2 (the service's file, ${rows.length} invitations; the library's, in memory, ${secondRows.size}); ${touched.size} had events; ${elapsed.toFixed(1)} s from first change to settled`);
     if (mismatches.length || secondMismatches.length) {
